@@ -1,0 +1,158 @@
+"""Command line: `tuner search`, `tuner best`, `tuner validate`.
+
+Bad input prints one line naming the file or flag, the field and the fix, exits with code 2,
+and creates nothing: every check runs before any storage, MLflow store or Ray is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tuner.errors import SearchAborted, UserError
+
+EPILOG = "Review trials with: mlflow ui --backend-store-uri sqlite:///tuner-runs/mlflow.db"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tuner", description=(
+        "Search how a PyTorch job should run (batch size, workers, dtype, memory format, "
+        "torch.compile, threads) with Optuna, Ray and MLflow."), epilog=EPILOG)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    search = commands.add_parser("search", help="run (or resume) a search over a space file")
+    search.add_argument("--space", required=True, help="search-space YAML file")
+    search.add_argument("--trials", type=_positive_int, help="total trials the study should hold "
+                        "(default: the space's budget.trials)")
+    search.add_argument("--timeout", type=_positive_float, metavar="S",
+                        help="stop starting trials after S seconds (default: budget.timeout_s)")
+    search.add_argument("--study", help="study name (default: the space's study)")
+    _add_locations(search)
+    search.add_argument("--tracking-uri", help="MLflow tracking URI "
+                        "(default: sqlite:///WORKDIR/mlflow.db)")
+    search.add_argument("--ray-address", help="existing Ray cluster, e.g. auto or HOST:6379 "
+                        "(default: start a local Ray)")
+    search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the space, e.g. --set budget.trials=4")
+
+    best = commands.add_parser("best", help="show a study's top configs and its best config")
+    best.add_argument("--study", required=True, help="study name")
+    _add_locations(best)
+    best.add_argument("--top", type=_positive_int, default=10, help="rows in the table")
+
+    validate = commands.add_parser("validate", help="check a space file without running it")
+    validate.add_argument("space", help="search-space YAML file")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def _add_locations(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///WORKDIR/optuna.db)")
+    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TUNER_WORKDIR",
+                                                                             "tuner-runs")),
+                        help="folder for the default stores and best configs (default: tuner-runs)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from tuner.space import load_space
+
+    space = load_space(args.space, args.set)
+    knobs = ", ".join(f"{name} {knob.describe()}" for name, knob in space.knobs.items())
+    print(f"{args.space}: ok: study {space.study}, workload {space.workload.name}, "
+          f"{space.size()} configs ({knobs}); budget {space.budget.trials} trials / "
+          f"{space.budget.timeout_s:g} s")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from tuner.space import load_space
+
+    space = load_space(args.space, args.set)
+    from tuner.search import Search, locations
+
+    where = locations(space, args.workdir, args.storage, args.tracking_uri)
+    outcome = Search(space, where, study_name=args.study, trials=args.trials,
+                     timeout_s=args.timeout, ray_address=args.ray_address).run()
+    print()
+    print(outcome.table)
+    if outcome.best_path is not None:
+        print(f"best config: {outcome.best_path}")
+    print(f"review: mlflow ui --backend-store-uri {where.tracking_uri}")
+    return 0
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    import optuna
+
+    from tuner import report as rp
+    from tuner import study as st
+
+    storage = args.storage or f"sqlite:///{(args.workdir / 'optuna.db').resolve()}"
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
+        raise UserError(f"--storage: no study storage at {storage.removeprefix('sqlite:///')}; "
+                        "run `tuner search` first or pass --storage/--workdir")
+    from tuner.search import check_storage_url
+
+    check_storage_url(storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = optuna.get_all_study_names(storage=storage)
+    if args.study not in names:
+        raise UserError(f"--study: no study {args.study!r} in {storage}; "
+                        f"studies there: {', '.join(names) or 'none'}")
+    study = optuna.load_study(study_name=args.study, storage=storage)
+    objective = study.user_attrs.get(st.OBJECTIVE, "samples_per_sec")
+    rows = rp.rows(study)
+    print(rp.format_table(rows, objective, top=args.top,
+                          max_cv=study.user_attrs.get(st.MAX_CV, 0.10),
+                          currency=study.user_attrs.get(st.CURRENCY, "USD")))
+    best = rp.best_config(rows, objective, args.study)
+    if best is None:
+        print("no feasible measured trial yet")
+        return 1
+    print()
+    print(rp.best_config_yaml(best), end="")
+    return 0
+
+
+COMMANDS = {"search": _cmd_search, "best": _cmd_best, "validate": _cmd_validate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as error:
+        print(f"tuner: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except SearchAborted as error:
+        print(f"tuner: search stopped: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("tuner: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

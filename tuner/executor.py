@@ -1,0 +1,182 @@
+"""Runs trials as Ray tasks, each in a fresh trial process with its own environment and limit.
+
+The Ray task is a thin supervisor: it starts `python -m tuner.worker` with an explicit
+environment (inherited thread and affinity variables removed, the knobs' own set), waits for it
+without polling (no core stolen from the timed process), kills its whole process group at the
+time limit, and turns whatever happened (result, exception, signal, hang) into a TrialResult.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner.knobs import REGISTRY
+from tuner.trial import CRASHED, FAILED, OOM, TIMEOUT, TrialConfig, TrialResult
+
+# Variables that silently change a trial if inherited (Ray itself exports OMP_NUM_THREADS).
+INHERITED_VARS_REMOVED = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOMP_CPU_AFFINITY",
+    "KMP_AFFINITY", "KMP_BLOCKTIME", "OMP_PROC_BIND", "OMP_PLACES", "LD_PRELOAD", "MALLOC_CONF",
+    "CUDA_LAUNCH_BLOCKING",
+)
+STDERR_TAIL_CHARS = 2000
+
+
+def trial_env(base: dict[str, str], knobs: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """The trial process's environment, and the part of it the tuner set explicitly."""
+    env = {key: value for key, value in base.items() if key not in INHERITED_VARS_REMOVED}
+    explicit: dict[str, str] = {}
+    for name, value in knobs.items():
+        explicit.update(REGISTRY[name].process_env(value))
+    env.update(explicit)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env, explicit
+
+
+def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
+    """Run one trial process to completion or to its limit; always returns a result dict."""
+    config = TrialConfig.from_json(config_json)
+    env, explicit = trial_env(dict(os.environ), config.knobs)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"tuner-trial-{config.trial_number}-") as folder:
+        config_path = Path(folder, "config.json")
+        result_path = Path(folder, "result.json")
+        stderr_path = Path(folder, "stderr.txt")
+        config_path.write_text(config_json, encoding="utf-8")
+        with open(stderr_path, "wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tuner.worker", str(config_path), str(result_path)],
+                env=env, stdin=subprocess.DEVNULL, stdout=stderr, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a kill takes its children too
+            )
+            timed_out = False
+            try:
+                returncode = process.wait(timeout=time_limit_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill_group(process)
+                returncode = process.wait()
+            _kill_group(process)  # DataLoader workers or compile workers left behind
+        stderr_tail = stderr_path.read_text(encoding="utf-8", errors="replace")[-STDERR_TAIL_CHARS:]
+        if timed_out:
+            result = TrialResult(status=TIMEOUT,
+                                 reason=f"killed at its time limit of {time_limit_s:g} s")
+        elif result_path.exists():
+            result = TrialResult.from_json(result_path.read_text(encoding="utf-8"))
+        else:
+            result = TrialResult(status=_status_of_death(returncode),
+                                 reason=_reason_of_death(returncode, stderr_tail))
+    result.info.update({
+        "env_set": explicit,
+        "node_id": _node_id(),
+        "hostname": socket.gethostname(),
+        "wall_s": time.monotonic() - started,
+        "stderr_tail": stderr_tail[-800:] if not result.ok else "",
+    })
+    return result.__dict__
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _status_of_death(returncode: int) -> str:
+    if returncode == -signal.SIGKILL:
+        return OOM  # nobody but the kernel's OOM killer sends SIGKILL before our time limit
+    return CRASHED if returncode < 0 else FAILED
+
+
+def _reason_of_death(returncode: int, stderr_tail: str) -> str:
+    last_line = next((line for line in reversed(stderr_tail.splitlines()) if line.strip()), "")
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        hint = " (likely out of memory)" if returncode == -signal.SIGKILL else ""
+        return f"trial process killed by {name}{hint}" + (f": {last_line[:200]}" if last_line else "")
+    return f"trial process exited with code {returncode} without a result" + (
+        f": {last_line[:200]}" if last_line else "")
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray (tests call run_trial_process directly)
+        return ""
+
+
+@dataclass
+class Submitted:
+    config: TrialConfig
+    ref: Any
+    cpus: int
+    started: float
+
+
+class RayExecutor:
+    """Local Ray by default (`ray.init()`), or an existing cluster with `address`."""
+
+    def __init__(self, address: str | None = None) -> None:
+        import ray
+
+        self._ray = ray
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR", configure_logging=True)
+        self._remote = ray.remote(run_trial_process)
+        self.node_cpus = max(
+            (int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node["Alive"]),
+            default=1,
+        )
+
+    def cpus_for(self, knobs: dict[str, Any]) -> int:
+        """The trial's CPU request, from its own threads and workers, capped to fit one node."""
+        wanted = sum(REGISTRY[name].cpus(value, self.node_cpus) for name, value in knobs.items())
+        return max(1, min(wanted, self.node_cpus))
+
+    def submit(self, config: TrialConfig) -> Submitted:
+        cpus = self.cpus_for(config.knobs)
+        ref = self._remote.options(num_cpus=cpus, max_retries=0).remote(
+            config.to_json(), config.time_limit_s)
+        return Submitted(config=config, ref=ref, cpus=cpus, started=time.monotonic())
+
+    def wait_any(self, running: list[Submitted], timeout_s: float) -> list[tuple[Submitted, TrialResult]]:
+        """Results of the trials that finished within `timeout_s` (possibly none)."""
+        ray = self._ray
+        done, _ = ray.wait([item.ref for item in running], num_returns=1, timeout=timeout_s)
+        finished = []
+        for item in running:
+            if item.ref in done:
+                finished.append((item, self._collect(item)))
+            elif time.monotonic() - item.started > item.config.time_limit_s + 120:
+                # the supervisor itself is lost (node died, Ray hung): give up on it
+                ray.cancel(item.ref, force=True)
+                finished.append((item, TrialResult(status=TIMEOUT, reason=(
+                    "no answer from its Ray worker 120 s past the time limit; cancelled"))))
+        return finished
+
+    def _collect(self, item: Submitted) -> TrialResult:
+        try:
+            result = TrialResult.from_dict(self._ray.get(item.ref))
+        except Exception as error:  # noqa: BLE001 - a lost worker is a failed trial
+            first = (str(error).strip().splitlines() or [""])[0][:300]
+            result = TrialResult(status=CRASHED, reason=f"Ray task failed: {type(error).__name__}: {first}")
+        result.info["cpus_requested"] = item.cpus
+        return result
+
+    def shutdown(self) -> None:
+        if self._owns_ray:
+            self._ray.shutdown()

@@ -1,0 +1,43 @@
+"""The accuracy guard: a fixed experiment whose loss must stay near the baseline's.
+
+`guard_losses` runs in the trial process (torch); `violation` is plain arithmetic the driver
+uses to turn a guard loss into an Optuna constraint value (> 0 means rejected).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tuner.trial import GuardSettings
+
+
+def violation(loss: float, reference: float, tolerance: float, mode: str) -> float:
+    """How far past the tolerance the loss moved; <= 0 is within it."""
+    if not math.isfinite(loss):
+        return math.inf
+    distance = abs(loss - reference)
+    if mode == "relative":
+        distance /= max(abs(reference), 1e-12)
+    return distance - tolerance
+
+
+def guard_losses(workload: Any, setup: Any, settings: GuardSettings) -> list[float]:
+    """Train `steps` steps from a fixed seed on fixed data under the candidate's numerics, then
+    one more forward: the losses of all steps (the last one is "the loss after N steps").
+
+    The last value comes from a training step rather than an eval pass so a compiled model
+    reuses its training graph instead of compiling another one.
+    """
+    import dataclasses
+
+    import torch
+
+    from tuner.runner import TrainRun
+
+    guard_setup = dataclasses.replace(setup, num_workers=0)  # loading order cannot matter
+    torch.manual_seed(settings.seed)
+    run = TrainRun(workload, guard_setup, num_batches=1, batch_size=settings.batch_size,
+                   data_seed=settings.seed)
+    batch = next(run.batches())
+    return [float(run.step(batch)) for _ in range(settings.steps + 1)]

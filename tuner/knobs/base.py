@@ -1,0 +1,106 @@
+"""What a knob is: one dimension of how a job runs, and the three moments it may act.
+
+A knob (a) validates the choices a space offers for it, (b) says whether a choice can run on
+this worker and if not why, before anything expensive is built, and (c) applies a choice: to the
+process environment before torch starts, and to the `RunSetup` the workload runner honours.
+Knob modules import torch only inside methods that run in the trial process.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+
+@dataclass
+class RunSetup:
+    """How the trial process runs the workload; knobs fill it in, the runner reads it."""
+
+    device: str = "cpu"
+    batch_size: int = 32
+    num_workers: int = 0
+    intra_op_threads: int | None = None  # None: torch's default
+    autocast_dtype: str | None = None  # "bfloat16" / "float16"; None: no autocast
+    channels_last: bool = False
+    compile_options: dict[str, Any] | None = None  # kwargs of torch.compile; None: eager
+
+
+@dataclass(frozen=True)
+class Host:
+    """What a worker can do, read cheaply in the trial process before building anything."""
+
+    cpu_count: int
+    cpu_flags: frozenset[str] = field(default_factory=frozenset)
+    has_cuda: bool = False
+    cxx_compiler: str | None = None
+
+    @classmethod
+    def detect(cls) -> Host:
+        import torch  # the trial process has it; the driver never calls this
+
+        return cls(
+            cpu_count=len(os.sched_getaffinity(0)),
+            cpu_flags=frozenset(_cpu_flags()),
+            has_cuda=torch.cuda.is_available(),
+            cxx_compiler=shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++"),
+        )
+
+
+def _cpu_flags() -> set[str]:
+    if platform.system() != "Linux":
+        return set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+class Knob:
+    """Base class: subclasses set the class attributes and override what they need."""
+
+    name: ClassVar[str]
+    help: ClassVar[str]
+    default: ClassVar[Any]
+    allowed: ClassVar[tuple[Any, ...] | None] = None  # fixed vocabulary, if any
+    integer: ClassVar[bool] = False  # may be searched as an integer range
+    changes_numerics: ClassVar[bool] = False  # the accuracy guard must check its choices
+
+    def check_choice(self, value: Any) -> Any:
+        """Return the choice normalised, or raise ValueError saying what is allowed."""
+        if self.allowed is not None:
+            if value not in self.allowed:
+                raise ValueError(f"must be one of {list(self.allowed)}, got {value!r}")
+            return value
+        if self.integer:
+            if isinstance(value, bool) or not isinstance(value, int) or value < self.min_value:
+                raise ValueError(f"must be an integer >= {self.min_value}, got {value!r}")
+            return value
+        return value
+
+    min_value: ClassVar[int] = 0
+
+    def is_active(self, values: Mapping[str, Any]) -> bool:
+        """Whether this knob means anything given the other knobs' values."""
+        return True
+
+    def cpus(self, value: Any, node_cpus: int) -> int:
+        """Cores this choice occupies, for the trial's Ray CPU request."""
+        return 0
+
+    def process_env(self, value: Any) -> dict[str, str]:
+        """Environment variables the trial process must start with."""
+        return {}
+
+    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+        """Why this worker cannot honour the choice, or None if it can."""
+        return None
+
+    def apply(self, value: Any, setup: RunSetup) -> None:
+        """Record the choice in the setup (runs in the trial process)."""

@@ -1,0 +1,48 @@
+"""torch.compile: backend and mode. Compile time is paid in warm-up and reported apart."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from tuner.knobs.base import Host, Knob, RunSetup
+
+NONE = "none"
+
+
+class CompileBackend(Knob):
+    name = "compile"
+    help = "torch.compile backend ('none': eager)"
+    default = NONE
+    allowed = (NONE, "inductor", "aot_eager")
+    changes_numerics = True
+
+    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+        if value == "inductor" and not host.has_cuda and host.cxx_compiler is None:
+            return "compile=inductor needs a C++ compiler on CPU (apt-get install g++)"
+        return None
+
+    def apply(self, value: Any, setup: RunSetup) -> None:
+        if value != NONE:
+            setup.compile_options = {**(setup.compile_options or {}), "backend": value}
+
+
+class CompileMode(Knob):
+    name = "compile_mode"
+    help = "torch.compile mode; only when compile is on"
+    default = "default"
+    allowed = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    changes_numerics = True
+
+    def is_active(self, values: Mapping[str, Any]) -> bool:
+        return values.get("compile", NONE) == "inductor"
+
+    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+        if value == "reduce-overhead" and not host.has_cuda:
+            return "compile_mode=reduce-overhead uses CUDA graphs; this worker has no CUDA device"
+        return None
+
+    def apply(self, value: Any, setup: RunSetup) -> None:
+        options = dict(setup.compile_options or {})
+        if value != "default":
+            options["mode"] = value
+        setup.compile_options = options

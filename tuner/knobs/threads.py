@@ -1,0 +1,46 @@
+"""Intra-op threads: torch.set_num_threads plus OMP/MKL variables set before torch starts.
+
+"default" leaves torch's own choice (one thread per physical core), which is what an
+unoptimised job gets; the variables inherited from the parent (Ray sets OMP_NUM_THREADS in its
+workers) are removed by the executor so "default" really is torch's default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuner.knobs.base import Host, Knob, RunSetup
+
+DEFAULT = "default"
+
+
+class IntraOpThreads(Knob):
+    name = "threads"
+    help = "intra-op threads (torch.set_num_threads); 'default' = torch's choice"
+    default = DEFAULT
+    integer = True
+    min_value = 1
+
+    def check_choice(self, value: Any) -> Any:
+        if value == DEFAULT:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"must be 'default' or an integer >= 1, got {value!r}")
+        return value
+
+    def cpus(self, value: Any, node_cpus: int) -> int:
+        return node_cpus if value == DEFAULT else int(value)
+
+    def process_env(self, value: Any) -> dict[str, str]:
+        if value == DEFAULT:
+            return {}
+        count = str(int(value))
+        return {"OMP_NUM_THREADS": count, "MKL_NUM_THREADS": count}
+
+    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+        if value != DEFAULT and int(value) > host.cpu_count:
+            return f"threads={value}: this worker has only {host.cpu_count} usable cores"
+        return None
+
+    def apply(self, value: Any, setup: RunSetup) -> None:
+        setup.intra_op_threads = None if value == DEFAULT else int(value)

@@ -1,0 +1,96 @@
+"""Timing a trial: warm-up, then timed steps with the data loader inside the clock.
+
+Raw step times are kept; the statistics are median, IQR and coefficient of variation, as in
+torch.utils.benchmark. The statistics functions are pure so the driver and tests can use them.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from tuner.trial import MeasureSettings
+
+
+@dataclass(frozen=True)
+class StepStats:
+    median_s: float
+    iqr_s: float
+    cv: float  # standard deviation / mean; 0 for a single sample
+    count: int
+
+
+def step_stats(step_times_s: list[float]) -> StepStats:
+    """Median, inter-quartile range and coefficient of variation of raw step times."""
+    if not step_times_s:
+        raise ValueError("no step times to summarise")
+    times = sorted(step_times_s)
+    median = statistics.median(times)
+    if len(times) >= 2:
+        q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+        mean = statistics.fmean(times)
+        cv = statistics.pstdev(times) / mean if mean > 0 else 0.0
+    else:
+        q1 = q3 = times[0]
+        cv = 0.0
+    return StepStats(median_s=median, iqr_s=q3 - q1, cv=cv, count=len(times))
+
+
+def samples_per_sec(batch_size: int, median_step_s: float) -> float:
+    return batch_size / median_step_s
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class Timing:
+    warmup_times_s: list[float] = field(default_factory=list)
+    step_times_s: list[float] = field(default_factory=list)
+    loader_start_s: float = 0.0
+    stopped_by_time: bool = False
+
+
+def time_steps(
+    batches: Callable[[], Iterator[Any]],
+    step: Callable[[Any], Any],
+    settings: MeasureSettings,
+    synchronize: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Timing:
+    """Warm-up steps, then timed steps until `timed_steps` or `max_timed_s` (at least
+    `min_timed_steps`). Each step's time runs from the end of the previous step, so fetching the
+    batch from the loader is inside it, as in a real training loop."""
+    timing = Timing()
+    started = clock()
+    iterator = batches()
+    timing.loader_start_s = clock() - started
+    last = clock()
+    for _ in range(settings.warmup_steps):
+        step(next(iterator))
+        synchronize()
+        now = clock()
+        timing.warmup_times_s.append(now - last)
+        last = now
+    timed_start = last
+    while len(timing.step_times_s) < settings.timed_steps:
+        step(next(iterator))
+        synchronize()
+        now = clock()
+        timing.step_times_s.append(now - last)
+        last = now
+        if (len(timing.step_times_s) >= settings.min_timed_steps
+                and now - timed_start >= settings.max_timed_s
+                and len(timing.step_times_s) < settings.timed_steps):
+            timing.stopped_by_time = True
+            break
+    return timing
+
+
+def batches_needed(settings: MeasureSettings) -> int:
+    return settings.warmup_steps + settings.timed_steps

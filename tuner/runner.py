@@ -1,0 +1,62 @@
+"""Runs a training workload the way a `RunSetup` says: layout, autocast, compile, loader.
+
+Used twice in a trial process: for the timed steps and for the guard's fixed experiment, so the
+guard checks exactly the numerics that were timed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from tuner.knobs.base import RunSetup
+
+
+class TrainRun:
+    """A model, its optimizer and a data loader, ready to step."""
+
+    def __init__(self, workload: Any, setup: RunSetup, num_batches: int, batch_size: int,
+                 data_seed: int | None = None) -> None:
+        self.workload = workload
+        self.setup = setup
+        model = workload.build_model().to(setup.device)
+        if setup.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        model.train()
+        self.optimizer = workload.optimizer(model)
+        self.model = model
+        self.forward = (torch.compile(model, **setup.compile_options)
+                        if setup.compile_options is not None else model)
+        dataset = workload.dataset(num_batches * batch_size, seed=data_seed)
+        self.loader = DataLoader(
+            dataset, batch_size=batch_size, shuffle=False, drop_last=True,
+            num_workers=setup.num_workers,
+            persistent_workers=False,
+        )
+        self.loss_weight = float(getattr(workload, "loss_weight", 1.0))
+
+    def batches(self) -> Iterator[Any]:
+        return iter(self.loader)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.setup.autocast_dtype is None:
+            return contextlib.nullcontext()
+        device_type = "cuda" if self.setup.device.startswith("cuda") else "cpu"
+        return torch.autocast(device_type, dtype=getattr(torch, self.setup.autocast_dtype))
+
+    def step(self, batch: Any) -> torch.Tensor:
+        """One optimizer step; returns the (unscaled) loss, detached."""
+        inputs, targets = batch
+        inputs = inputs.to(self.setup.device, non_blocking=True)
+        targets = targets.to(self.setup.device, non_blocking=True)
+        if self.setup.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            loss = self.workload.loss(self.forward(inputs), targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * self.loss_weight if self.loss_weight != 1.0 else loss).backward()
+        self.optimizer.step()
+        return loss.detach()

@@ -1,0 +1,440 @@
+"""A search-space YAML file, validated into typed objects before anything is created.
+
+Every error names the file, the field and what is allowed, so a bad file costs the user one
+line of output and nothing on disk.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from tuner.errors import SpaceError
+from tuner.knobs import REGISTRY, active_values
+from tuner.trial import GuardSettings, MeasureSettings, WorkloadSpec
+from tuner.workloads.registry import BUILTIN_WORKLOADS
+
+SECTIONS = (
+    "study", "description", "workload", "objective", "knobs", "baseline", "budget", "measure",
+    "trial", "cost", "guard", "sampler", "storage", "tracking_uri",
+)
+OBJECTIVES = ("samples_per_sec", "samples_per_dollar")
+SAMPLERS = ("tpe", "random")
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer knob searched over a range (inclusive bounds, as in Optuna)."""
+
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+    def contains(self, value: Any) -> bool:
+        return (
+            isinstance(value, int) and self.low <= value <= self.high
+            and (self.log or (value - self.low) % self.step == 0)
+        )
+
+    def size(self) -> int:
+        return self.high - self.low + 1 if self.log else (self.high - self.low) // self.step + 1
+
+
+@dataclass(frozen=True)
+class KnobSpace:
+    """The choices one knob may take in a study: a list, or an integer range."""
+
+    name: str
+    choices: tuple[Any, ...] | None = None
+    int_range: IntRange | None = None
+
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        assert self.int_range is not None
+        return self.int_range.contains(value)
+
+    def size(self) -> int:
+        return len(self.choices) if self.choices is not None else self.int_range.size()  # type: ignore[union-attr]
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return str(list(self.choices))
+        r = self.int_range
+        assert r is not None
+        return f"[{r.low}..{r.high}{', log' if r.log else f', step {r.step}'}]"
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int = 12
+    timeout_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class TrialLimits:
+    time_limit_s: float = 600.0
+    max_concurrent: int = 1  # 1: each trial owns the machine, so timings are not disturbed
+
+
+@dataclass(frozen=True)
+class Cost:
+    price_per_hour: float = 1.0
+    currency: str = "USD"
+    instance: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Guard:
+    tolerance: float = 0.02
+    mode: str = "relative"  # or "absolute"
+    steps: int = 5
+    batch_size: int = 8
+    seed: int = 0
+
+    def settings(self, run: bool) -> GuardSettings:
+        return GuardSettings(run=run, steps=self.steps, batch_size=self.batch_size, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    name: str = "tpe"
+    seed: int | None = 0
+    startup_trials: int = 5
+
+
+@dataclass(frozen=True)
+class Space:
+    """One validated search-space file: one study."""
+
+    source: str
+    study: str
+    workload: WorkloadSpec
+    knobs: dict[str, KnobSpace]
+    baseline: dict[str, Any]
+    description: str = ""
+    objective: str = "samples_per_sec"
+    budget: Budget = field(default_factory=Budget)
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    max_cv: float = 0.10
+    trial: TrialLimits = field(default_factory=TrialLimits)
+    cost: Cost = field(default_factory=Cost)
+    guard: Guard = field(default_factory=Guard)
+    sampler: Sampler = field(default_factory=Sampler)
+    storage: str | None = None
+    tracking_uri: str | None = None
+
+    def size(self) -> int:
+        """Number of distinct configs in the space (conditional knobs counted as if always on)."""
+        return math.prod(knob.size() for knob in self.knobs.values())
+
+    def full_config(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
+        """Knob values of a trial: the baseline, overridden by what was sampled, active only."""
+        return active_values({**self.baseline, **sampled})
+
+
+def load_space(path: str | Path, overrides: list[str] | None = None) -> Space:
+    """Read and validate a space file; raise SpaceError (one line) on anything wrong."""
+    source = str(path)
+    file = Path(path)
+    if not file.is_file():
+        raise SpaceError(source, "", "no such file (give the path of a search-space YAML file)")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpaceError(source, "", f"cannot read file: {error}") from None
+    return parse_space(text, source=source, default_study=file.stem, overrides=overrides)
+
+
+def parse_space(
+    text: str, *, source: str = "<space>", default_study: str = "study",
+    overrides: list[str] | None = None,
+) -> Space:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise SpaceError(source, "", f"YAML syntax error{where}: {problem}") from None
+    if raw is None:
+        raise SpaceError(source, "", "file is empty; expected a mapping with at least "
+                         "'workload' and 'knobs' sections (see search_spaces/cpu_train.yaml)")
+    if not isinstance(raw, dict):
+        raise SpaceError(source, "", f"expected a mapping of sections at the top level, "
+                         f"got {_type_name(raw)}")
+    for override in overrides or []:
+        _apply_override(raw, override, source)
+    return _Reader(source).space(raw, default_study)
+
+
+def _apply_override(raw: dict[str, Any], override: str, source: str) -> None:
+    """`--set a.b.c=VALUE`: VALUE is read as YAML, so numbers and lists keep their types."""
+    key, sep, value_text = override.partition("=")
+    if not sep or not key.strip():
+        raise SpaceError(source, "--set", f"expected KEY=VALUE (e.g. budget.trials=4), "
+                         f"got {override!r}")
+    try:
+        value = yaml.safe_load(value_text)
+    except yaml.YAMLError:
+        raise SpaceError(source, f"--set {key}", f"value {value_text!r} is not valid YAML") from None
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise SpaceError(source, f"--set {key}", f"'{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+class _Reader:
+    """Reads typed fields from the raw YAML, raising SpaceError with the field's path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, field_path: str, message: str) -> SpaceError:
+        return SpaceError(self.source, field_path, message)
+
+    def mapping(self, raw: Any, field_path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise self.fail(field_path, f"must be a mapping, got {_type_name(raw)}")
+        for key in raw:
+            if key not in allowed:
+                what = "section" if not field_path else "field"
+                name = f"{field_path}.{key}" if field_path else str(key)
+                raise self.fail(name, f"unknown {what}; allowed: {', '.join(allowed)}")
+        return raw
+
+    def integer(self, raw: Any, field_path: str, low: int, high: int) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise self.fail(field_path, f"must be an integer from {low} to {high}, "
+                            f"got {_type_name(raw)} {raw!r}")
+        if not low <= raw <= high:
+            raise self.fail(field_path, f"must be from {low} to {high}, got {raw}")
+        return raw
+
+    def number(self, raw: Any, field_path: str, low: float, high: float) -> float:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+            raise self.fail(field_path, f"must be a number from {low:g} to {high:g}, "
+                            f"got {_type_name(raw)} {raw!r}")
+        if not low <= raw <= high:
+            raise self.fail(field_path, f"must be from {low:g} to {high:g}, got {raw:g}")
+        return float(raw)
+
+    def string(self, raw: Any, field_path: str, allowed: tuple[str, ...] | None = None) -> str:
+        if not isinstance(raw, str) or not raw.strip():
+            raise self.fail(field_path, f"must be a non-empty string, got {_type_name(raw)}")
+        if allowed is not None and raw not in allowed:
+            raise self.fail(field_path, f"must be one of {', '.join(allowed)}; got {raw!r}")
+        return raw
+
+    def space(self, raw: dict[str, Any], default_study: str) -> Space:
+        self.mapping(raw, "", SECTIONS)
+        study = self.string(raw.get("study", default_study), "study")
+        if not all(c.isalnum() or c in "-_." for c in study):
+            raise self.fail("study", f"use letters, digits, '-', '_' or '.', got {study!r}")
+        if "knobs" not in raw:
+            raise self.fail("knobs", "missing section; list the knobs to search, e.g. "
+                            "knobs: {batch_size: [16, 32, 64]}")
+        knobs = self.knobs(raw["knobs"])
+        baseline = self.baseline(raw.get("baseline"), knobs)
+        guard_raw = self.mapping(raw.get("guard"), "guard",
+                                 ("tolerance", "mode", "steps", "batch_size", "seed"))
+        return Space(
+            source=self.source,
+            study=study,
+            description=str(raw.get("description", "") or ""),
+            workload=self.workload(raw.get("workload")),
+            objective=self.string(raw.get("objective", "samples_per_sec"), "objective", OBJECTIVES),
+            knobs=knobs,
+            baseline=baseline,
+            budget=self.budget(raw.get("budget")),
+            measure=self.measure(raw.get("measure")),
+            max_cv=self.number(self.mapping(raw.get("measure"), "measure", _MEASURE_FIELDS)
+                               .get("max_cv", 0.10), "measure.max_cv", 0.0, 10.0),
+            trial=self.trial(raw.get("trial")),
+            cost=self.cost(raw.get("cost")),
+            guard=Guard(
+                tolerance=self.number(guard_raw.get("tolerance", 0.02), "guard.tolerance", 0, 1e6),
+                mode=self.string(guard_raw.get("mode", "relative"), "guard.mode",
+                                 ("relative", "absolute")),
+                steps=self.integer(guard_raw.get("steps", 5), "guard.steps", 1, 10_000),
+                batch_size=self.integer(guard_raw.get("batch_size", 8), "guard.batch_size", 1,
+                                        65_536),
+                seed=self.integer(guard_raw.get("seed", 0), "guard.seed", 0, 2**31 - 1),
+            ),
+            sampler=self.sampler(raw.get("sampler")),
+            storage=self.optional_string(raw.get("storage"), "storage"),
+            tracking_uri=self.optional_string(raw.get("tracking_uri"), "tracking_uri"),
+        )
+
+    def optional_string(self, raw: Any, field_path: str) -> str | None:
+        return None if raw is None else self.string(raw, field_path)
+
+    def workload(self, raw: Any) -> WorkloadSpec:
+        if raw is None:
+            raise self.fail("workload", "missing section; e.g. workload: {name: resnet50}")
+        if isinstance(raw, str):
+            raw = {"name": raw}
+        data = self.mapping(raw, "workload", ("name", "options"))
+        name = self.string(data.get("name"), "workload.name")
+        if ":" in name:
+            module, _, factory = name.partition(":")
+            if not module or not factory.isidentifier():
+                raise self.fail("workload.name", f"expected 'package.module:factory', got {name!r}")
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                raise self.fail("workload.name", f"module {module!r} not found; install it or "
+                                "add it to PYTHONPATH")
+        elif name not in BUILTIN_WORKLOADS:
+            raise self.fail("workload.name", f"unknown workload {name!r}; built-in: "
+                            f"{', '.join(BUILTIN_WORKLOADS)}, or 'package.module:factory'")
+        options = data.get("options") or {}
+        if not isinstance(options, dict):
+            raise self.fail("workload.options", f"must be a mapping, got {_type_name(options)}")
+        return WorkloadSpec(name=name, options=dict(options))
+
+    def knobs(self, raw: Any) -> dict[str, KnobSpace]:
+        if not isinstance(raw, dict) or not raw:
+            raise self.fail("knobs", "must be a non-empty mapping of knob name to choices, e.g. "
+                            "knobs: {batch_size: [16, 32, 64]}")
+        spaces: dict[str, KnobSpace] = {}
+        for name in raw:
+            if name not in REGISTRY:
+                raise self.fail(f"knobs.{name}", f"unknown knob; known: {', '.join(REGISTRY)}")
+        for name in REGISTRY:  # registry order: a condition's knob comes first
+            if name in raw:
+                spaces[name] = self.knob(name, raw[name])
+        return spaces
+
+    def knob(self, name: str, raw: Any) -> KnobSpace:
+        knob = REGISTRY[name]
+        field_path = f"knobs.{name}"
+        if isinstance(raw, list):
+            raw = {"choices": raw}
+        if not isinstance(raw, dict):
+            raise self.fail(field_path, "must be a list of choices, or {choices: [...]}, or "
+                            "an integer range {low: L, high: H}")
+        if "choices" in raw:
+            self.mapping(raw, field_path, ("choices",))
+            choices = raw["choices"]
+            if not isinstance(choices, list) or not choices:
+                raise self.fail(f"{field_path}.choices", "must be a non-empty list")
+            checked = []
+            for index, choice in enumerate(choices):
+                try:
+                    checked.append(knob.check_choice(choice))
+                except ValueError as error:
+                    raise self.fail(f"{field_path}.choices[{index}]", str(error)) from None
+            if len(set(map(repr, checked))) != len(checked):
+                raise self.fail(f"{field_path}.choices", f"has duplicates: {checked}")
+            return KnobSpace(name=name, choices=tuple(checked))
+        if not knob.integer:
+            raise self.fail(field_path, f"give choices, e.g. {name}: {list(knob.allowed or ())}")
+        self.mapping(raw, field_path, ("low", "high", "step", "log"))
+        if "low" not in raw or "high" not in raw:
+            raise self.fail(field_path, "an integer range needs both low and high")
+        low = self.integer(raw["low"], f"{field_path}.low", knob.min_value, 1_000_000)
+        high = self.integer(raw["high"], f"{field_path}.high", knob.min_value, 1_000_000)
+        if low > high:
+            raise self.fail(field_path, f"bad range: low ({low}) is above high ({high})")
+        log = raw.get("log", False)
+        if not isinstance(log, bool):
+            raise self.fail(f"{field_path}.log", "must be true or false")
+        step = self.integer(raw.get("step", 1), f"{field_path}.step", 1, 1_000_000)
+        if log and step != 1:
+            raise self.fail(f"{field_path}.step", "a log range takes no step")
+        if log and low < 1:
+            raise self.fail(f"{field_path}.low", "a log range needs low >= 1")
+        return KnobSpace(name=name, int_range=IntRange(low, high, step, log))
+
+    def baseline(self, raw: Any, knobs: dict[str, KnobSpace]) -> dict[str, Any]:
+        data = self.mapping(raw, "baseline", tuple(REGISTRY))
+        values: dict[str, Any] = {}
+        for name, knob in REGISTRY.items():
+            value = data.get(name, knob.default)
+            try:
+                values[name] = knob.check_choice(value)
+            except ValueError as error:
+                raise self.fail(f"baseline.{name}", str(error)) from None
+        for name, value in active_values(values).items():
+            space = knobs.get(name)
+            if space is not None and not space.contains(value):
+                raise self.fail(f"baseline.{name}", f"{value!r} is not among knobs.{name} "
+                                f"{space.describe()}; add it there or change the baseline "
+                                "(the baseline is the study's first trial)")
+        return values
+
+    def budget(self, raw: Any) -> Budget:
+        data = self.mapping(raw, "budget", ("trials", "timeout_s"))
+        return Budget(
+            trials=self.integer(data.get("trials", 12), "budget.trials", 1, 100_000),
+            timeout_s=self.number(data.get("timeout_s", 1800), "budget.timeout_s", 1, 30 * 86400),
+        )
+
+    def measure(self, raw: Any) -> MeasureSettings:
+        data = self.mapping(raw, "measure", _MEASURE_FIELDS)
+        timed = self.integer(data.get("timed_steps", 5), "measure.timed_steps", 1, 100_000)
+        minimum = self.integer(data.get("min_timed_steps", min(3, timed)),
+                               "measure.min_timed_steps", 1, 100_000)
+        if minimum > timed:
+            raise self.fail("measure.min_timed_steps", f"must not exceed timed_steps ({timed})")
+        return MeasureSettings(
+            warmup_steps=self.integer(data.get("warmup_steps", 1), "measure.warmup_steps", 0,
+                                      100_000),
+            timed_steps=timed,
+            min_timed_steps=minimum,
+            max_timed_s=self.number(data.get("max_timed_s", 120), "measure.max_timed_s", 0.001,
+                                    86400),
+        )
+
+    def trial(self, raw: Any) -> TrialLimits:
+        data = self.mapping(raw, "trial", ("time_limit_s", "max_concurrent"))
+        return TrialLimits(
+            time_limit_s=self.number(data.get("time_limit_s", 600), "trial.time_limit_s", 1,
+                                     7 * 86400),
+            max_concurrent=self.integer(data.get("max_concurrent", 1), "trial.max_concurrent",
+                                        1, 1024),
+        )
+
+    def cost(self, raw: Any) -> Cost:
+        data = self.mapping(raw, "cost", ("price_per_hour", "currency", "instance", "source"))
+        return Cost(
+            price_per_hour=self.number(data.get("price_per_hour", 1.0), "cost.price_per_hour",
+                                       1e-9, 1e6),
+            currency=self.string(data.get("currency", "USD"), "cost.currency"),
+            instance=str(data.get("instance", "") or ""),
+            source=str(data.get("source", "") or ""),
+        )
+
+    def sampler(self, raw: Any) -> Sampler:
+        data = self.mapping(raw, "sampler", ("name", "seed", "startup_trials"))
+        seed = data.get("seed", 0)
+        return Sampler(
+            name=self.string(data.get("name", "tpe"), "sampler.name", SAMPLERS),
+            seed=None if seed is None else self.integer(seed, "sampler.seed", 0, 2**31 - 1),
+            startup_trials=self.integer(data.get("startup_trials", 5), "sampler.startup_trials",
+                                        0, 100_000),
+        )
+
+
+_MEASURE_FIELDS = ("warmup_steps", "timed_steps", "min_timed_steps", "max_timed_s", "max_cv")

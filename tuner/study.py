@@ -1,0 +1,126 @@
+"""The Optuna side: the study, its sampler and constraint, and the space as distributions.
+
+What the rest of the tuner needs to know about a finished trial lives in its user attributes
+(metrics, status, reason, MLflow run id), so the storage alone can rebuild every report.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.knobs import REGISTRY
+from tuner.space import Space
+
+# user attribute names
+ROLE = "role"  # "baseline" for the reference trial
+STATUS = "status"
+REASON = "reason"
+CONSTRAINT = "guard_violation"  # user attr, and the Optuna constraint name
+MLFLOW_RUN_ID = "mlflow_run_id"
+METRICS = "metrics"
+DUPLICATE_OF = "duplicate_of"
+KNOBS = "knobs"
+BASELINE = "baseline"
+
+# study user attributes
+GUARD_REFERENCE = "guard_reference"
+GUARD_CACHE = "guard_cache"  # numerics key -> guard loss
+SPACE_SOURCE = "space_source"
+OBJECTIVE = "objective"
+MAX_CV = "max_cv"
+CURRENCY = "currency"
+
+
+def make_sampler(space: Space) -> optuna.samplers.BaseSampler:
+    if space.sampler.name == "random":
+        return optuna.samplers.RandomSampler(seed=space.sampler.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # Constraints come from Trial.set_constraint (the guard); TPE reads them itself.
+        return optuna.samplers.TPESampler(
+            seed=space.sampler.seed,
+            n_startup_trials=space.sampler.startup_trials,
+            multivariate=True,
+            group=True,  # conditional knobs (compile_mode) form their own group
+        )
+
+
+def open_study(space: Space, storage_url: str, study_name: str) -> optuna.Study:
+    """Create the study, or load it to resume; the sampler is rebuilt from the space."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        storage=storage_url, study_name=study_name, sampler=make_sampler(space),
+        direction="maximize", load_if_exists=True,
+    )
+    study.set_user_attr(SPACE_SOURCE, space.source)
+    study.set_user_attr(OBJECTIVE, space.objective)
+    study.set_user_attr(MAX_CV, space.max_cv)
+    study.set_user_attr(CURRENCY, space.cost.currency)
+    return study
+
+
+def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
+    """Sample the trial's knobs define-by-run, so a conditional knob is only asked when active."""
+    sampled: dict[str, Any] = {}
+    for name, knob in space.knobs.items():
+        if not REGISTRY[name].is_active({**space.baseline, **sampled}):
+            continue
+        if knob.choices is not None:
+            sampled[name] = trial.suggest_categorical(name, list(knob.choices))
+        else:
+            r = knob.int_range
+            assert r is not None
+            sampled[name] = trial.suggest_int(name, r.low, r.high, step=1 if r.log else r.step,
+                                              log=r.log)
+    return space.full_config(sampled)
+
+
+def enqueue_baseline(study: optuna.Study, space: Space) -> None:
+    params = {name: value for name, value in space.full_config({}).items()
+              if name in space.knobs}
+    study.enqueue_trial(params, user_attrs={ROLE: BASELINE})
+
+
+def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
+    for trial in study.get_trials(deepcopy=False):
+        if trial.user_attrs.get(ROLE) == BASELINE and trial.state == TrialState.COMPLETE:
+            return trial
+    return None
+
+
+def baseline_pending(study: optuna.Study) -> bool:
+    """True when a baseline is queued or running (so it must not be queued twice)."""
+    return any(
+        trial.user_attrs.get(ROLE) == BASELINE
+        and trial.state in (TrialState.WAITING, TrialState.RUNNING)
+        for trial in study.get_trials(deepcopy=False)
+    )
+
+
+def guard_cache(study: optuna.Study) -> dict[str, float]:
+    return json.loads(study.user_attrs.get(GUARD_CACHE, "{}"))
+
+
+def remember_guard(study: optuna.Study, key: str, loss: float) -> None:
+    cache = guard_cache(study)
+    cache[key] = loss
+    study.set_user_attr(GUARD_CACHE, json.dumps(cache, sort_keys=True))
+
+
+def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
+    states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+    return study.get_trials(deepcopy=False, states=states)
+
+
+def same_config_trial(study: optuna.Study, knobs: dict[str, Any],
+                      exclude: int) -> FrozenTrial | None:
+    """A completed trial with exactly these knob values: re-measuring it would waste the budget."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.number != exclude and trial.user_attrs.get(KNOBS) == knobs:
+            return trial
+    return None

@@ -1,0 +1,107 @@
+"""The plain, JSON-able data that crosses between the driver and a trial process.
+
+Only these two records travel: the driver never sees a torch object and the worker never sees
+an Optuna or MLflow one, so a trial can run on any Ray node without shared files or credentials.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Outcome of one trial. "ok" is the only one with measurements.
+OK = "ok"
+FAILED = "failed"          # the trial raised
+OOM = "oom"                # ran out of memory (MemoryError, allocator failure, or killed)
+TIMEOUT = "timeout"        # passed its time limit and was killed
+CRASHED = "crashed"        # the process died without a result (signal, abort)
+UNSUPPORTED = "unsupported"  # asked for a choice this worker cannot honour; skipped cheaply
+STATUSES = (OK, FAILED, OOM, TIMEOUT, CRASHED, UNSUPPORTED)
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How long to measure: by step count, bounded by time (a ResNet-50 step can take 50 s)."""
+
+    warmup_steps: int = 1
+    timed_steps: int = 5
+    min_timed_steps: int = 3
+    max_timed_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """The accuracy guard's fixed experiment: steps on fixed data from a fixed seed."""
+
+    run: bool = True
+    steps: int = 5
+    batch_size: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """Which workload to build in the trial process: a built-in name or `package.module:factory`."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything a trial process needs, and nothing else."""
+
+    study: str
+    trial_number: int
+    workload: WorkloadSpec
+    knobs: dict[str, Any]
+    measure: MeasureSettings
+    guard: GuardSettings
+    time_limit_s: float
+    seed: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrialConfig:
+        raw = json.loads(text)
+        return cls(
+            study=raw["study"],
+            trial_number=raw["trial_number"],
+            workload=WorkloadSpec(**raw["workload"]),
+            knobs=raw["knobs"],
+            measure=MeasureSettings(**raw["measure"]),
+            guard=GuardSettings(**raw["guard"]),
+            time_limit_s=raw["time_limit_s"],
+            seed=raw.get("seed", 0),
+        )
+
+
+@dataclass
+class TrialResult:
+    """What came back from a trial: measurements, or a failure with its reason."""
+
+    status: str
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    step_times_s: list[float] = field(default_factory=list)
+    guard_loss: float | None = None
+    guard_losses: list[float] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # env set, versions, node, pid, ...
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrialResult:
+        return cls(**raw)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrialResult:
+        return cls.from_dict(json.loads(text))

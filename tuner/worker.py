@@ -1,0 +1,127 @@
+"""Entry point of a trial process: `python -m tuner.worker CONFIG.json RESULT.json`.
+
+A fresh process per trial, because threads, OMP variables, allocators, compile caches and
+patches are process-wide. Whatever happens, it writes a TrialResult (or dies, and the executor
+reports how): a trial's failure is data, never an exception that reaches the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+
+from tuner.trial import FAILED, OK, OOM, UNSUPPORTED, TrialConfig, TrialResult
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0]}
+    for package in ("torch", "torchvision"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def run_trial(config: TrialConfig) -> TrialResult:
+    """Apply the knobs, time the workload, run the guard. Raises on trial errors."""
+    from tuner.knobs import REGISTRY, Host, RunSetup
+
+    info: dict[str, object] = {"pid": os.getpid(), "versions": _versions()}
+    started = time.perf_counter()
+    host = Host.detect()
+    info["worker_cpus"] = host.cpu_count
+    values = config.knobs
+    for name, value in values.items():
+        reason = REGISTRY[name].unsupported_reason(value, host)
+        if reason:
+            return TrialResult(status=UNSUPPORTED, reason=reason, info=info)
+
+    import torch
+
+    from tuner import guard, measure
+    from tuner.runner import TrainRun
+    from tuner.workloads import build_workload
+
+    setup = RunSetup(device="cpu")
+    for name, value in values.items():
+        REGISTRY[name].apply(value, setup)
+    if setup.intra_op_threads is not None:
+        torch.set_num_threads(setup.intra_op_threads)
+    info["torch_threads"] = torch.get_num_threads()
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+
+    workload = build_workload(config.workload)
+    torch.manual_seed(config.seed)
+    build_started = time.perf_counter()
+    run = TrainRun(workload, setup, num_batches=measure.batches_needed(config.measure),
+                   batch_size=setup.batch_size)
+    build_s = time.perf_counter() - build_started
+    timing = measure.time_steps(run.batches, run.step, config.measure)
+    stats = measure.step_stats(timing.step_times_s)
+    first_warmup = timing.warmup_times_s[0] if timing.warmup_times_s else 0.0
+    metrics = {
+        "samples_per_sec": measure.samples_per_sec(setup.batch_size, stats.median_s),
+        "step_time_median_s": stats.median_s,
+        "step_time_iqr_s": stats.iqr_s,
+        "step_time_cv": stats.cv,
+        "timed_steps": float(stats.count),
+        "warmup_s": sum(timing.warmup_times_s),
+        # compile happens in the first step; what it cost beyond a steady step is compile time
+        "compile_s": (max(0.0, first_warmup - stats.median_s)
+                      if setup.compile_options is not None else 0.0),
+        "model_build_s": build_s,
+        "peak_rss_mb": measure.peak_rss_mb(),
+    }
+    del run
+    result = TrialResult(status=OK, metrics=metrics, step_times_s=timing.step_times_s, info=info)
+    if timing.stopped_by_time:
+        info["note"] = (f"timed {stats.count} of {config.measure.timed_steps} steps: "
+                        f"max_timed_s={config.measure.max_timed_s} reached")
+    if config.guard.run:
+        guard_started = time.perf_counter()
+        losses = guard.guard_losses(workload, setup, config.guard)
+        result.guard_losses = losses
+        result.guard_loss = losses[-1]
+        metrics["guard_s"] = time.perf_counter() - guard_started
+    metrics["peak_rss_mb"] = measure.peak_rss_mb()
+    metrics["trial_process_s"] = time.perf_counter() - started
+    return result
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "oom" in text.split()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m tuner.worker CONFIG.json RESULT.json", file=sys.stderr)
+        return 2
+    config_path, result_path = Path(args[0]), Path(args[1])
+    config = TrialConfig.from_json(config_path.read_text(encoding="utf-8"))
+    try:
+        result = run_trial(config)
+    except BaseException as error:  # noqa: BLE001 - every failure is reported as data
+        status = OOM if _is_out_of_memory(error) else FAILED
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        result = TrialResult(
+            status=status,
+            reason=f"{type(error).__name__}: {first_line}",
+            info={"traceback": traceback.format_exc()[-4000:]},
+        )
+    partial = result_path.with_suffix(".partial")
+    partial.write_text(result.to_json(), encoding="utf-8")
+    partial.replace(result_path)  # the executor never reads a half-written result
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Built-in workload names, resolved lazily so the driver can validate without importing torch."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tuner.trial import WorkloadSpec
+
+BUILTIN_WORKLOADS: dict[str, str] = {
+    "resnet50": "tuner.workloads.vision:resnet50",
+    "torchvision": "tuner.workloads.vision:torchvision_classifier",
+    "tiny_cnn": "tuner.workloads.vision:tiny_cnn",
+}
+
+
+def build_workload(spec: WorkloadSpec) -> Any:
+    """Import the factory (built-in or `package.module:factory`) and call it with the options."""
+    target = BUILTIN_WORKLOADS.get(spec.name, spec.name)
+    module_name, _, factory_name = target.partition(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    try:
+        return factory(**spec.options)
+    except TypeError as error:
+        raise ValueError(f"workload {spec.name!r}: bad options {spec.options}: {error}") from None
