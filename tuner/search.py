@@ -221,7 +221,13 @@ class Search:
                 trial.set_user_attr(name, earlier.user_attrs[name])
         trial.set_user_attr(st.DUPLICATE_OF, earlier.number)
         trial.set_constraint(st.CONSTRAINT, float(earlier.user_attrs.get(st.CONSTRAINT, 0.0)))
+        run_id = self.tracker.start_trial(trial.number, trial.user_attrs[st.KNOBS], {
+            "tuner.role": "candidate", "tuner.duplicate_of": str(earlier.number)})
+        trial.set_user_attr(st.MLFLOW_RUN_ID, run_id)
         self.study.tell(trial, values=earlier.value)
+        reused = TrialResult(status=earlier.user_attrs.get(st.STATUS, OK),
+                             reason=f"same config as trial {earlier.number}; result reused")
+        self.tracker.finish_trial(run_id, reused, earlier.user_attrs.get(st.METRICS, {}), {})
         self.out(f"{self._progress()} trial {trial.number} has the config of trial "
                  f"{earlier.number}: result reused, nothing re-measured")
 

@@ -189,6 +189,8 @@ def _apply_override(raw: dict[str, Any], override: str, source: str) -> None:
     parts = key.strip().split(".")
     for part in parts[:-1]:
         child = node.setdefault(part, {})
+        if node is raw and part == "workload" and isinstance(child, str):
+            child = node[part] = {"name": child}  # `workload: NAME` shorthand
         if not isinstance(child, dict):
             raise SpaceError(source, f"--set {key}", f"'{part}' is not a section")
         node = child

@@ -1,0 +1,34 @@
+"""Shared fixtures: one real local Ray for the whole session, and the paths of shipped files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+SPACES = ROOT / "search_spaces"
+
+# Trial processes (started by Ray workers) must import tests/faulty_workloads.py.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(TESTS)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray, started once: each `tuner search` in the session reuses it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "tuner-runs"

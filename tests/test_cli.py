@@ -1,0 +1,81 @@
+"""Bad input: one line naming the file/flag and the field, exit code 2, nothing created."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tuner.cli import main
+
+from conftest import SPACES
+
+GOOD = SPACES / "quick_train.yaml"
+
+
+def _bad_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+CASES = {
+    "missing file": lambda tmp: str(tmp / "missing.yaml"),
+    "syntax error": lambda tmp: _bad_file(tmp, "knobs: {batch_size: [16, 32]\n"),
+    "empty file": lambda tmp: _bad_file(tmp, ""),
+    "unknown section": lambda tmp: _bad_file(tmp, GOOD.read_text() + "extra: 1\n"),
+    "unknown knob": lambda tmp: _bad_file(tmp, GOOD.read_text().replace("num_workers:",
+                                                                        "num_wrkers:", 1)),
+    "bad range": lambda tmp: _bad_file(tmp, GOOD.read_text().replace(
+        "batch_size: [16, 64, 256]", "batch_size: {low: 9, high: 2}")),
+    "unknown workload": lambda tmp: _bad_file(tmp, GOOD.read_text().replace("tiny_cnn",
+                                                                           "resnet9000")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_space_one_line_exit_2_nothing_written(case: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    space = CASES[case](tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.iterdir())
+    assert main(["search", "--space", space]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tuner: error: ")
+    assert space in err
+    assert set(tmp_path.iterdir()) == before  # no storage, no MLflow store, no folders
+    assert main(["validate", space]) == 2
+
+
+def test_bad_flags_are_refused_before_anything_starts(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--space", str(GOOD), "--storage", "not a url"]) == 2
+    assert "--storage" in capsys.readouterr().err
+    assert main(["search", "--space", str(GOOD), "--tracking-uri", "ftp://x/y"]) == 2
+    assert "--tracking-uri" in capsys.readouterr().err
+    assert main(["search", "--space", str(GOOD), "--set", "budget.trials"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["best", "--study", "nope"]) == 2
+    assert "no study storage" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validate_and_the_real_entry_point(tmp_path: Path) -> None:
+    ok = subprocess.run([sys.executable, "-m", "tuner.cli", "validate", str(GOOD)],
+                        capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0 and "ok: study quick_train" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "tuner.cli", "search", "--space",
+                          _bad_file(tmp_path, "knobs: [1")], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "YAML syntax error" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
+    flag = subprocess.run([sys.executable, "-m", "tuner.cli", "search", "--space", str(GOOD),
+                           "--trials", "-3"], capture_output=True, text=True, cwd=tmp_path)
+    assert flag.returncode == 2 and "--trials" in flag.stderr

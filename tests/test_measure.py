@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from tuner import cost, guard, measure
+from tuner.trial import MeasureSettings
+
+
+def test_step_stats() -> None:
+    stats = measure.step_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert stats.median_s == 3.0
+    assert stats.iqr_s == pytest.approx(4.0 - 2.0)
+    assert stats.count == 5
+    assert stats.cv > 1.0  # one outlier makes it noisy
+    assert measure.step_stats([2.0]).cv == 0.0
+    with pytest.raises(ValueError):
+        measure.step_stats([])
+
+
+def _fake_clock(step_s: float):
+    ticks = itertools.count()
+    return lambda: next(ticks) * step_s
+
+
+def test_time_steps_counts_warmup_apart() -> None:
+    calls = []
+    settings = MeasureSettings(warmup_steps=2, timed_steps=4, min_timed_steps=2, max_timed_s=1e9)
+    timing = measure.time_steps(lambda: iter(range(100)), calls.append, settings,
+                                clock=_fake_clock(1.0))
+    assert len(timing.warmup_times_s) == 2 and len(timing.step_times_s) == 4
+    assert calls == list(range(6))  # batches come from the loader inside the clock
+    assert not timing.stopped_by_time
+
+
+def test_time_steps_stops_by_time_after_the_minimum() -> None:
+    settings = MeasureSettings(warmup_steps=0, timed_steps=50, min_timed_steps=3, max_timed_s=2.5)
+    timing = measure.time_steps(lambda: iter(range(100)), lambda _: None, settings,
+                                clock=_fake_clock(1.0))
+    assert len(timing.step_times_s) == 3
+    assert timing.stopped_by_time
+
+
+def test_samples_per_sec_and_dollar() -> None:
+    assert measure.samples_per_sec(128, 14.03) == pytest.approx(9.12, abs=0.01)
+    # the published study: 9.12 samples/s at $0.357/h = 92,000 samples per dollar
+    assert cost.samples_per_dollar(9.12, 0.357) == pytest.approx(91_966, rel=1e-3)
+    with pytest.raises(ValueError):
+        cost.samples_per_dollar(1.0, 0.0)
+
+
+def test_guard_violation() -> None:
+    assert guard.violation(2.2, 2.2, 0.02, "relative") == pytest.approx(-0.02)
+    assert guard.violation(2.2896, 2.1664, 0.02, "relative") > 0
+    assert guard.violation(1.5, 1.0, 0.6, "absolute") == pytest.approx(-0.1)
+    assert guard.violation(math.nan, 1.0, 0.1, "relative") == math.inf

@@ -1,0 +1,112 @@
+"""End to end, real parts: `tuner search` through local Ray, SQLite Optuna storage and MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from tuner import study as st
+from tuner.cli import main
+
+from conftest import SPACES
+
+
+def _study(workdir: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'optuna.db'}")
+
+
+def _runs(workdir: Path, experiment: str) -> tuple[list, list]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("tuner.kind") == "search"]
+    children = [r for r in runs if r.data.tags.get("tuner.kind") == "trial"]
+    return parents, children
+
+
+def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys) -> None:
+    code = main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "4"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "trial 0 started (baseline" in out and "[4/4]" in out
+    assert "speed-up" in out and "best config:" in out
+
+    study = _study(workdir, "quick_train")
+    trials = study.get_trials()
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert trials[0].user_attrs[st.ROLE] == st.BASELINE
+    assert trials[0].user_attrs[st.METRICS]["speedup"] == 1.0
+    for trial in trials:
+        metrics = trial.user_attrs[st.METRICS]
+        assert metrics["samples_per_sec"] > 0 and metrics["samples_per_dollar"] > 0
+        assert trial.user_attrs[st.MLFLOW_RUN_ID]
+
+    parents, children = _runs(workdir, "quick_train")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 4
+    by_id = {run.info.run_id: run for run in children}
+    for trial in trials:
+        run = by_id[trial.user_attrs[st.MLFLOW_RUN_ID]]
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.tags["tuner.trial"] == str(trial.number)
+        assert run.data.params["batch_size"] == str(trial.user_attrs[st.KNOBS]["batch_size"])
+        assert run.info.status == "FINISHED"
+        assert "version.torch" in run.data.tags or "tuner.duplicate_of" in run.data.tags
+        if "tuner.duplicate_of" not in run.data.tags:
+            assert run.data.metrics["step_time_median_s"] > 0
+            assert "peak_rss_mb" in run.data.metrics
+    assert parents[0].data.metrics["best_samples_per_sec"] > 0
+
+    best = yaml.safe_load((workdir / "best" / "quick_train.yaml").read_text())
+    assert best["study"] == "quick_train" and best["knobs"]["batch_size"] in (16, 64, 256)
+
+    # the study resumes, and `tuner best` rebuilds the table from storage alone
+    assert main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "4"]) == 0
+    assert "nothing to run" in capsys.readouterr().out
+    assert main(["best", "--study", "quick_train"]) == 0
+    shown = capsys.readouterr().out
+    assert "speed-up" in shown and "knobs:" in shown
+
+
+def test_guard_rejects_fp16_underflow_and_never_reports_it_best(ray_local, workdir: Path,
+                                                                capsys) -> None:
+    space = str(SPACES / "guard_demo.yaml")
+    assert main(["search", "--space", space, "--trials", "1"]) == 0  # the baseline alone
+    study = _study(workdir, "guard_demo")
+    for dtype in ("fp16", "bf16"):
+        study.enqueue_trial({"dtype": dtype, "batch_size": 32})
+    assert main(["search", "--space", space, "--trials", "3"]) == 0  # resumes the study
+    out = capsys.readouterr().out
+
+    trials = {t.user_attrs[st.KNOBS]["dtype"]: t for t in _study(workdir, "guard_demo").get_trials()}
+    assert set(trials) == {"fp32", "fp16", "bf16"}
+    fp16, bf16 = trials["fp16"], trials["bf16"]
+    assert fp16.state == TrialState.COMPLETE and bf16.state == TrialState.COMPLETE
+    assert fp16.constraints[st.CONSTRAINT] > 0, fp16.user_attrs  # infeasible: rejected
+    assert bf16.constraints[st.CONSTRAINT] <= 0, bf16.user_attrs
+    assert "REJECTED" in out and "guard loss" in fp16.user_attrs[st.REASON]
+    assert _study(workdir, "guard_demo").best_trial.number != fp16.number
+    best = yaml.safe_load((workdir / "best" / "guard_demo.yaml").read_text())
+    assert best["trial"] != fp16.number
+
+    _, children = _runs(workdir, "guard_demo")
+    verdicts = {r.data.params["dtype"]: r.data.tags["tuner.verdict"] for r in children}
+    assert verdicts == {"fp32": "accepted", "bf16": "accepted", "fp16": "rejected"}
+
+
+def test_shipped_cpu_train_space_runs_in_quick_mode(ray_local, workdir: Path, capsys) -> None:
+    """The shipped ResNet-50 space, shrunk to seconds: small images, no compile, two trials."""
+    code = main(["search", "--space", str(SPACES / "cpu_train.yaml"), "--trials", "2",
+                 "--set", "workload.options.image_size=32", "--set", "knobs.compile=[none]",
+                 "--set", "measure.warmup_steps=1", "--set", "measure.timed_steps=2",
+                 "--set", "measure.min_timed_steps=2", "--set", "guard.steps=1",
+                 "--set", "guard.batch_size=2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    trials = _study(workdir, "cpu_train").get_trials()
+    assert len(trials) == 2
+    assert trials[0].user_attrs[st.KNOBS]["batch_size"] == 128  # the published baseline

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tuner.errors import SpaceError
+from tuner.knobs import numerics_key
+from tuner.space import load_space, parse_space
+
+from conftest import SPACES
+
+MINIMAL = """
+workload: tiny_cnn
+knobs:
+  batch_size: [16, 32]
+  dtype: [fp32, bf16]
+baseline: {batch_size: 32}
+"""
+
+
+def test_every_shipped_space_validates() -> None:
+    files = sorted(SPACES.glob("*.yaml"))
+    assert files, "search_spaces/ ships at least one space"
+    for file in files:
+        space = load_space(file)
+        assert space.knobs and space.study
+
+
+def test_minimal_space_gets_defaults() -> None:
+    space = parse_space(MINIMAL, source="mini.yaml", default_study="mini")
+    assert space.study == "mini"
+    assert space.workload.name == "tiny_cnn"
+    assert space.baseline["dtype"] == "fp32" and space.baseline["batch_size"] == 32
+    assert space.objective == "samples_per_sec"
+    assert space.size() == 4
+
+
+def test_conditional_knob_only_when_compile_is_on() -> None:
+    space = parse_space(MINIMAL.replace("knobs:", "knobs:\n  compile: [none, inductor]\n"
+                                       "  compile_mode: [default, max-autotune]"))
+    assert "compile_mode" not in space.full_config({"compile": "none"})
+    on = space.full_config({"compile": "inductor", "compile_mode": "max-autotune"})
+    assert on["compile_mode"] == "max-autotune"
+
+
+def test_numerics_key_ignores_speed_only_knobs() -> None:
+    a = {"batch_size": 16, "threads": 1, "dtype": "bf16", "memory_format": "contiguous",
+         "compile": "none"}
+    b = {**a, "batch_size": 64, "threads": "default", "num_workers": 2}
+    assert numerics_key(a) == numerics_key(b)
+    assert numerics_key(a) != numerics_key({**a, "dtype": "fp32"})
+
+
+def test_integer_range_and_override() -> None:
+    text = MINIMAL.replace("batch_size: [16, 32]", "batch_size: {low: 8, high: 64, log: true}")
+    space = parse_space(text, overrides=["budget.trials=3", "workload.options.image_size=8"])
+    assert space.knobs["batch_size"].int_range.high == 64
+    assert space.budget.trials == 3
+    assert space.workload.options == {"image_size": 8}
+
+
+BAD = [
+    ("", "", "file is empty"),
+    ("workload: [unclosed", "", "YAML syntax error at line 1"),
+    ("- a\n- b", "", "expected a mapping"),
+    (MINIMAL + "colour: blue\n", "colour", "unknown section"),
+    (MINIMAL.replace("dtype:", "flux:"), "knobs.flux", "unknown knob"),
+    (MINIMAL.replace("[fp32, bf16]", "[fp32, fp64]"), "knobs.dtype.choices[1]",
+     "must be one of"),
+    (MINIMAL.replace("[16, 32]", "{low: 64, high: 8}"), "knobs.batch_size", "bad range"),
+    (MINIMAL.replace("[16, 32]", "[16, -3]"), "knobs.batch_size.choices[1]", "integer >= 1"),
+    (MINIMAL.replace("[16, 32]", "[]"), "knobs.batch_size.choices", "non-empty"),
+    (MINIMAL.replace("tiny_cnn", "gpt9"), "workload.name", "unknown workload"),
+    (MINIMAL.replace("tiny_cnn", "no_such_pkg.mod:make"), "workload.name", "not found"),
+    (MINIMAL.replace("{batch_size: 32}", "{batch_size: 128}"), "baseline.batch_size",
+     "not among knobs.batch_size"),
+    (MINIMAL + "budget: {trials: 0}\n", "budget.trials", "from 1"),
+    (MINIMAL + "budget: {trials: true}\n", "budget.trials", "must be an integer"),
+    (MINIMAL + "budget: {timeout_s: .nan}\n", "budget.timeout_s", "must be a number"),
+    (MINIMAL + "measure: {timed_steps: 2, min_timed_steps: 5}\n", "measure.min_timed_steps",
+     "must not exceed"),
+    (MINIMAL + "guard: {mode: fuzzy}\n", "guard.mode", "relative"),
+    (MINIMAL + "objective: latency\n", "objective", "samples_per_sec"),
+    (MINIMAL + "cost: {price_per_hour: -1}\n", "cost.price_per_hour", "from"),
+    ("workload: tiny_cnn\n", "knobs", "missing section"),
+]
+
+
+@pytest.mark.parametrize("text,field,words", BAD)
+def test_bad_space_names_file_and_field(text: str, field: str, words: str) -> None:
+    with pytest.raises(SpaceError) as caught:
+        parse_space(text, source="bad.yaml")
+    message = str(caught.value)
+    assert message.startswith("bad.yaml: ")
+    assert caught.value.field == field
+    assert words in message
+    assert "\n" not in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SpaceError, match="no such file"):
+        load_space(tmp_path / "nope.yaml")
