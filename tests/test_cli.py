@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SPACES
 
 from tuner.cli import main
-
-from conftest import SPACES
 
 GOOD = SPACES / "quick_train.yaml"
 
@@ -67,15 +66,15 @@ def test_bad_flags_are_refused_before_anything_starts(tmp_path: Path,
 
 def test_validate_and_the_real_entry_point(tmp_path: Path) -> None:
     ok = subprocess.run([sys.executable, "-m", "tuner.cli", "validate", str(GOOD)],
-                        capture_output=True, text=True, cwd=tmp_path)
+                        capture_output=True, text=True, cwd=tmp_path, check=False)
     assert ok.returncode == 0 and "ok: study quick_train" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "tuner.cli", "search", "--space",
                           _bad_file(tmp_path, "knobs: [1")], capture_output=True, text=True,
-                         cwd=tmp_path)
+                         cwd=tmp_path, check=False)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "YAML syntax error" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
     flag = subprocess.run([sys.executable, "-m", "tuner.cli", "search", "--space", str(GOOD),
-                           "--trials", "-3"], capture_output=True, text=True, cwd=tmp_path)
+                           "--trials", "-3"], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert flag.returncode == 2 and "--trials" in flag.stderr

@@ -9,8 +9,18 @@ from __future__ import annotations
 import time
 
 from tuner.executor import run_trial_process, trial_env
-from tuner.trial import (CRASHED, FAILED, OK, TIMEOUT, UNSUPPORTED, GuardSettings,
-                         MeasureSettings, TrialConfig, TrialResult, WorkloadSpec)
+from tuner.trial import (
+    CRASHED,
+    FAILED,
+    OK,
+    TIMEOUT,
+    UNSUPPORTED,
+    GuardSettings,
+    MeasureSettings,
+    TrialConfig,
+    TrialResult,
+    WorkloadSpec,
+)
 
 KNOBS = {"batch_size": 16, "num_workers": 0, "dtype": "fp32", "memory_format": "contiguous",
          "compile": "none", "threads": 1}

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import optuna
 import yaml
+from conftest import SPACES
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from tuner import study as st
 from tuner.cli import main
-
-from conftest import SPACES
 
 
 def _study(workdir: Path, name: str) -> optuna.Study:

@@ -3,12 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import SPACES
 
 from tuner.errors import SpaceError
 from tuner.knobs import numerics_key
 from tuner.space import load_space, parse_space
-
-from conftest import SPACES
 
 MINIMAL = """
 workload: tiny_cnn

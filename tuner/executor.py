@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuner.errors import UserError
 from tuner.knobs import REGISTRY
 from tuner.trial import CRASHED, FAILED, OOM, TIMEOUT, TrialConfig, TrialResult
 
@@ -57,6 +58,7 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
                 [sys.executable, "-m", "tuner.worker", str(config_path), str(result_path)],
                 env=env, stdin=subprocess.DEVNULL, stdout=stderr, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: a kill takes its children too
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - one libc call, no locks
             )
             timed_out = False
             try:
@@ -83,6 +85,25 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
         "stderr_tail": stderr_tail[-800:] if not result.ok else "",
     })
     return result.__dict__
+
+
+def _load_prctl() -> object | None:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None  # not Linux: trials are still killed by process group on every normal path
+
+
+_PRCTL = _load_prctl()  # resolved here: the forked child must not import or take locks
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if its supervisor dies (Ctrl-C, ray.shutdown, a
+    lost node), so no trial outlives its search."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -117,6 +138,12 @@ def _node_id() -> str:
         return ""
 
 
+def _absolute_pythonpath() -> None:
+    entries = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if entries:
+        os.environ["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in entries)
+
+
 @dataclass
 class Submitted:
     config: TrialConfig
@@ -134,8 +161,15 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     logging_level="ERROR", configure_logging=True)
+            _absolute_pythonpath()  # local workers inherit it, from another working directory
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         logging_level="ERROR", configure_logging=True)
+            except (ConnectionError, ValueError, RuntimeError) as error:
+                first = (str(error).strip().splitlines() or [""])[0][:200]
+                raise UserError(f"--ray-address: cannot connect to Ray at {address!r}: {first} "
+                                "(start one with `ray start --head`, or leave the flag out "
+                                "for a local Ray)") from None
         self._remote = ray.remote(run_trial_process)
         self.node_cpus = max(
             (int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node["Alive"]),

@@ -78,8 +78,9 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
                  max_cv: float = 0.10, currency: str = "USD") -> str:
     base = baseline_row(all_rows)
     best = ranked(all_rows, objective)[:top]
-    lines = [f"{'rank':>4} {'trial':>5} {'samples/s':>10} {'speed-up':>8} "
-             f"{'samples/' + currency:>12} {'cv':>6}  config (changes from baseline)"]
+    header = (f"{'rank':>4} {'trial':>5} {'samples/s':>10} {'speed-up':>8} "
+              f"{'samples/' + currency:>12} {'cv':>6}  config (changes from baseline)")
+    lines = [header]
     for rank, row in enumerate(best, 1):
         m = row.metrics
         speedup = m.get("speedup")

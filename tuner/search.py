@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from optuna.trial import TrialState
 
@@ -22,6 +23,7 @@ from tuner.trial import OK, UNSUPPORTED, TrialConfig, TrialResult
 
 DEFAULT_WORKDIR = Path("tuner-runs")
 WAIT_SLICE_S = 30.0
+HEARTBEAT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,15 @@ class Search:
 
     def run(self) -> Outcome:
         from tuner.executor import RayExecutor
+
+        # Ray first: a bad --ray-address must fail before any store is created.
+        self.executor = RayExecutor(self.ray_address)
+        try:
+            return self._run_with_ray()
+        finally:
+            self.executor.shutdown()
+
+    def _run_with_ray(self) -> Outcome:
         from tuner.tracking import Tracker
 
         ensure_local_folders(self.where)
@@ -129,7 +140,6 @@ class Search:
         self.tracker = Tracker(self.where.tracking_uri, self.study_name, self.where.artifact_root)
         self.tracker.start_search(self.study_name, self.space.source,
                                   {"tuner.objective": self.space.objective})
-        self.executor = RayExecutor(self.ray_address)
         self.out(f"ray: {self.executor.node_cpus} CPUs per node; up to "
                  f"{self.space.trial.max_concurrent} trial(s) at a time; "
                  f"mlflow: {self.where.tracking_uri}; storage: {self.where.storage}")
@@ -142,7 +152,6 @@ class Search:
             self._abandon_running("search interrupted")
             raise
         finally:
-            self.executor.shutdown()
             outcome = self._outcome()
             self._finish_parent(outcome, failed)
         return outcome
@@ -179,9 +188,12 @@ class Search:
 
     def _drain(self, submitted: list[Any], until_empty: bool) -> None:
         while submitted:
-            for item, result in self.executor.wait_any(submitted, WAIT_SLICE_S):
+            finished = self.executor.wait_any(submitted, WAIT_SLICE_S)
+            for item, result in finished:
                 submitted.remove(item)
                 self._finish(item.config.trial_number, result)
+            if not finished:
+                self._heartbeat()
             if not until_empty and len(submitted) < self.space.trial.max_concurrent:
                 return
 
@@ -301,9 +313,20 @@ class Search:
                 self.study.tell(trial_number, state=TrialState.FAIL)
                 self.tracker.finish_trial(running.run_id, TrialResult(status="failed",
                                                                       reason=reason), {}, {})
-            except Exception:  # noqa: BLE001 - best effort while shutting down
-                pass
+            except Exception as error:  # noqa: BLE001 - best effort while shutting down
+                self.out(f"warning: could not close trial {trial_number}: {error}")
         self.running.clear()
+
+    def _heartbeat(self) -> None:
+        """A line every few minutes while long trials run, so a quiet terminal is not a hang."""
+        now = time.monotonic()
+        if now - getattr(self, "_last_heartbeat", self.started) < HEARTBEAT_S:
+            return
+        self._last_heartbeat = now
+        for running in self.running.values():
+            self.out(f"  trial {running.trial_number} still running: "
+                     f"{_duration(now - running.started)} of its "
+                     f"{_duration(self.space.trial.time_limit_s)} limit")
 
     # -- output --------------------------------------------------------------------------------
 
@@ -366,7 +389,7 @@ class Search:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     minutes, seconds = divmod(seconds, 60)

@@ -34,6 +34,7 @@ SPACE_SOURCE = "space_source"
 OBJECTIVE = "objective"
 MAX_CV = "max_cv"
 CURRENCY = "currency"
+WORKLOAD = "workload"
 
 
 def make_sampler(space: Space) -> optuna.samplers.BaseSampler:
@@ -61,6 +62,8 @@ def open_study(space: Space, storage_url: str, study_name: str) -> optuna.Study:
     study.set_user_attr(OBJECTIVE, space.objective)
     study.set_user_attr(MAX_CV, space.max_cv)
     study.set_user_attr(CURRENCY, space.cost.currency)
+    study.set_user_attr(WORKLOAD, {"name": space.workload.name,
+                                   "options": space.workload.options})
     return study
 
 

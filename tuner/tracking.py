@@ -18,7 +18,6 @@ from typing import Any
 from tuner.trial import TrialResult
 
 
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
