@@ -133,7 +133,8 @@ def _node_id() -> str:
     try:
         import ray
 
-        return ray.get_runtime_context().get_node_id()
+        # is_initialized first: asking for the context outside Ray would start a Ray
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     except Exception:  # noqa: BLE001 - outside Ray (tests call run_trial_process directly)
         return ""
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import resource
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from tuner.trial import MeasureSettings
 

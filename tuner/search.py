@@ -304,7 +304,7 @@ class Search:
         moved = abs(loss - ref) / abs(ref) if g.mode == "relative" else abs(loss - ref)
         unit = "%" if g.mode == "relative" else ""
         scale = 100 if g.mode == "relative" else 1
-        return (f"guard loss {loss:.4f} vs baseline {ref:.4f} after {g.steps} steps: moved "
+        return (f"guard loss {loss:.4f} vs baseline {ref:.4f} (mean over {g.steps + 1} steps): moved "
                 f"{moved * scale:.3g}{unit}, tolerance {g.tolerance * scale:.3g}{unit}")
 
     def _abandon_running(self, reason: str) -> None:

@@ -102,6 +102,7 @@ class Tracker:
         run_tags = {
             "tuner.status": result.status,
             "tuner.reason": result.reason[:4000],
+            "tuner.note": str(result.info.get("note", "")),
             "tuner.node_id": str(result.info.get("node_id", "")),
             "tuner.hostname": str(result.info.get("hostname", "")),
             "tuner.env_set": " ".join(f"{k}={v}" for k, v in

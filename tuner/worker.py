@@ -86,7 +86,7 @@ def run_trial(config: TrialConfig) -> TrialResult:
         guard_started = time.perf_counter()
         losses = guard.guard_losses(workload, setup, config.guard)
         result.guard_losses = losses
-        result.guard_loss = losses[-1]
+        result.guard_loss = guard.guard_value(losses)
         metrics["guard_s"] = time.perf_counter() - guard_started
     metrics["peak_rss_mb"] = measure.peak_rss_mb()
     metrics["trial_process_s"] = time.perf_counter() - started
