@@ -27,7 +27,7 @@ from tuner.trial import CRASHED, FAILED, OOM, TIMEOUT, TrialConfig, TrialResult
 INHERITED_VARS_REMOVED = (
     "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOMP_CPU_AFFINITY",
     "KMP_AFFINITY", "KMP_BLOCKTIME", "OMP_PROC_BIND", "OMP_PLACES", "LD_PRELOAD", "MALLOC_CONF",
-    "CUDA_LAUNCH_BLOCKING",
+    "CUDA_LAUNCH_BLOCKING", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR",
 )
 STDERR_TAIL_CHARS = 2000
 
@@ -53,6 +53,10 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
         result_path = Path(folder, "result.json")
         stderr_path = Path(folder, "stderr.txt")
         config_path.write_text(config_json, encoding="utf-8")
+        # torch.compile's on-disk caches would let one trial's compile speed up the next (and
+        # hide compile cost from the user); each trial gets its own, deleted with the folder.
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(folder, "inductor-cache"))
+        env["TRITON_CACHE_DIR"] = str(Path(folder, "triton-cache"))
         with open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(
                 [sys.executable, "-m", "tuner.worker", str(config_path), str(result_path)],

@@ -161,7 +161,7 @@ class Search:
 
         submitted: list[Submitted] = []
         if st.baseline_trial(self.study) is None:
-            if not st.baseline_pending(self.study):
+            if not st.baseline_queued(self.study):
                 st.enqueue_baseline(self.study, self.space)
             self._launch_into(submitted)  # the baseline runs alone: every result reads against it
             self._drain(submitted, until_empty=True)
@@ -324,6 +324,8 @@ class Search:
             return
         self._last_heartbeat = now
         for running in self.running.values():
+            if now - running.started < HEARTBEAT_S:
+                continue
             self.out(f"  trial {running.trial_number} still running: "
                      f"{_duration(now - running.started)} of its "
                      f"{_duration(self.space.trial.time_limit_s)} limit")

@@ -96,12 +96,12 @@ def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
     return None
 
 
-def baseline_pending(study: optuna.Study) -> bool:
-    """True when a baseline is queued or running (so it must not be queued twice)."""
+def baseline_queued(study: optuna.Study) -> bool:
+    """True when a baseline waits in the queue (a RUNNING one may be left over from a killed
+    search and will never be handed out again, so it does not count)."""
     return any(
         trial.user_attrs.get(ROLE) == BASELINE
-        and trial.state in (TrialState.WAITING, TrialState.RUNNING)
-        for trial in study.get_trials(deepcopy=False)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     )
 
 

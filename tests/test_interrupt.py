@@ -1,0 +1,65 @@
+"""A scheduler stopping the search (SIGTERM) closes its running trial everywhere."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+SPACE = """
+study: stopped
+workload: faulty_workloads:hangs
+knobs: {batch_size: [8, 16]}
+baseline: {batch_size: 8}
+trial: {time_limit_s: 600}
+"""
+
+
+def _trial_processes() -> list[str]:
+    """Command lines of live trial processes of this test's study (read from /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (cmdline.parent / "stat").read_text().split(") ", 1)[1][0]
+        except (OSError, IndexError):
+            continue
+        if "tuner.worker" in args and "tuner-trial-0-" in args and state != "Z":
+            found.append(args)
+    return found
+
+
+def test_sigterm_closes_running_trial_and_kills_its_process(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text(SPACE, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    search = subprocess.Popen([sys.executable, "-m", "tuner.cli", "search", "--space",
+                               "space.yaml"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _trial_processes() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _trial_processes(), "the trial process never started"
+    search.send_signal(signal.SIGTERM)
+    _, err = search.communicate(timeout=120)
+    assert search.returncode == 130, err
+    assert "run the same command again to resume" in err
+
+    storage = f"sqlite:///{tmp_path / 'tuner-runs' / 'optuna.db'}"
+    trial = optuna.load_study(study_name="stopped", storage=storage).get_trials()[0]
+    assert trial.state == TrialState.FAIL
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'tuner-runs' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("stopped")
+    statuses = {run.data.tags["tuner.kind"]: run.info.status
+                for run in client.search_runs([experiment.experiment_id])}
+    assert statuses == {"search": "FAILED", "trial": "FAILED"}  # nothing left RUNNING
+    deadline = time.monotonic() + 30
+    while _trial_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _trial_processes(), "the trial process outlived its search"
