@@ -97,6 +97,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--max-seconds", type=float, default=45.0)
+    parser.add_argument("--trial", type=int, nargs="*", default=[],
+                        help="also re-measure these trial numbers (e.g. the best's runners-up)")
+    parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -115,7 +118,10 @@ def main() -> None:
     print(f"study {args.study}: workload {workload['name']} {workload['options']}")
     print(f"{'config':<10} {'trial':>5} {'tuner samples/s':>16} {'plain samples/s':>16} "
           f"{'tuner/plain':>12}  knobs")
-    for label, trial in (("baseline", baseline), ("best", best)):
+    chosen = [] if args.skip_baseline else [("baseline", baseline)]
+    chosen.append(("best", best))
+    chosen += [(f"trial {t.number}", t) for t in done if t.number in args.trial]
+    for label, trial in chosen:
         knobs = trial.user_attrs["knobs"]
         reported = trial.user_attrs["metrics"]["samples_per_sec"]
         started = time.monotonic()

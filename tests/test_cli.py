@@ -59,6 +59,8 @@ def test_bad_flags_are_refused_before_anything_starts(tmp_path: Path,
     assert "--tracking-uri" in capsys.readouterr().err
     assert main(["search", "--space", str(GOOD), "--set", "budget.trials"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["search", "--space", str(GOOD), "--ray-address", "127.0.0.1:9"]) == 2
+    assert "--ray-address: nothing answers at 127.0.0.1:9" in capsys.readouterr().err
     assert main(["best", "--study", "nope"]) == 2
     assert "no study storage" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []

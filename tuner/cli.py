@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from tuner.errors import SearchAborted, UserError
@@ -141,20 +139,8 @@ def _cmd_best(args: argparse.Namespace) -> int:
 COMMANDS = {"search": _cmd_search, "best": _cmd_best, "validate": _cmd_validate}
 
 
-def _interrupt_on_sigterm() -> None:
-    """A scheduler stops jobs with SIGTERM: treat it as Ctrl-C, so running trials are closed
-    and recorded as interrupted instead of the process dying mid-write."""
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "search":
-        _interrupt_on_sigterm()
     try:
         return COMMANDS[args.command](args)
     except UserError as error:

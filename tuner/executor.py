@@ -143,6 +143,19 @@ def _node_id() -> str:
         return ""
 
 
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on a HOST:PORT nobody listens at (ray.init would retry for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # "auto", "ray://...": left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise UserError(f"--ray-address: nothing answers at {address} ({error.strerror or error}); "
+                        "start the head with `ray start --head`, or leave the flag out for a "
+                        "local Ray") from None
+
+
 def _absolute_pythonpath() -> None:
     entries = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if entries:
@@ -166,6 +179,8 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
+            if address:
+                _check_reachable(address)
             _absolute_pythonpath()  # local workers inherit it, from another working directory
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,

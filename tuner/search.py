@@ -5,6 +5,8 @@ record, report. The only place where Optuna, Ray and MLflow meet.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,6 +120,7 @@ class Search:
 
         # Ray first: a bad --ray-address must fail before any store is created.
         self.executor = RayExecutor(self.ray_address)
+        _interrupt_on_sigterm()  # after ray.init, which installs a SIGTERM handler of its own
         try:
             return self._run_with_ray()
         finally:
@@ -388,6 +391,16 @@ class Search:
             tracker.finish_search(metrics, tags, texts, files, failed=failed)
         except Exception as error:  # noqa: BLE001 - the Optuna storage stays the record of truth
             self.out(f"warning: could not finish the MLflow parent run: {error}")
+
+
+def _interrupt_on_sigterm() -> None:
+    """A scheduler stops jobs with SIGTERM: treat it as Ctrl-C, so running trials are closed
+    and recorded as interrupted instead of the process dying mid-write."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _duration(seconds: float) -> str:
