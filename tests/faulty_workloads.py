@@ -24,6 +24,17 @@ class _Aborts(TinyCNN):
         os.abort()
 
 
+class _TooBig(TinyCNN):
+    def build_model(self) -> Any:
+        import torch
+
+        torch.empty(2**46, dtype=torch.uint8)  # 64 TiB: the allocator refuses
+
+
+def too_big(**options: Any) -> TinyCNN:
+    return _TooBig(**options)
+
+
 def raises(**options: Any) -> TinyCNN:
     return _Raises(**options)
 

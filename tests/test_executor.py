@@ -15,6 +15,7 @@ from tuner.trial import (
     CRASHED,
     FAILED,
     OK,
+    OOM,
     TIMEOUT,
     UNSUPPORTED,
     GuardSettings,
@@ -83,6 +84,12 @@ def test_exception_is_a_failed_trial_with_its_reason() -> None:
     assert result.status == FAILED
     assert "deliberate test failure" in result.reason
     assert "Traceback" in result.info["traceback"]
+
+
+def test_out_of_memory_is_its_own_outcome() -> None:
+    result = _run(_config("faulty_workloads:too_big"))
+    assert result.status == OOM, result.reason
+    assert "allocate" in result.reason
 
 
 def test_hang_is_killed_at_the_time_limit() -> None:
