@@ -127,7 +127,7 @@ def best_config(all_rows: list[Row], objective: str, study_name: str) -> dict[st
         "study": study_name,
         "trial": row.number,
         "objective": objective,
-        "found": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
         "samples_per_sec": round(row.samples_per_sec, 4),
         "speedup_over_baseline": round(row.metrics.get("speedup", 0.0), 4),
         "samples_per_dollar": round(row.metrics.get("samples_per_dollar", 0.0), 2),
