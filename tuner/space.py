@@ -257,6 +257,7 @@ class _Reader:
                             "knobs: {batch_size: [16, 32, 64]}")
         knobs = self.knobs(raw["knobs"])
         baseline = self.baseline(raw.get("baseline"), knobs)
+        measure, max_cv = self.measure(raw.get("measure"))
         guard_raw = self.mapping(raw.get("guard"), "guard",
                                  ("tolerance", "mode", "steps", "batch_size", "seed"))
         return Space(
@@ -268,9 +269,8 @@ class _Reader:
             knobs=knobs,
             baseline=baseline,
             budget=self.budget(raw.get("budget")),
-            measure=self.measure(raw.get("measure")),
-            max_cv=self.number(self.mapping(raw.get("measure"), "measure", _MEASURE_FIELDS)
-                               .get("max_cv", 0.10), "measure.max_cv", 0.0, 10.0),
+            measure=measure,
+            max_cv=max_cv,
             trial=self.trial(raw.get("trial")),
             cost=self.cost(raw.get("cost")),
             guard=Guard(
@@ -394,8 +394,10 @@ class _Reader:
             timeout_s=self.number(data.get("timeout_s", 1800), "budget.timeout_s", 1, 30 * 86400),
         )
 
-    def measure(self, raw: Any) -> MeasureSettings:
+    def measure(self, raw: Any) -> tuple[MeasureSettings, float]:
+        """The trial process's measurement settings, and the driver's noise threshold."""
         data = self.mapping(raw, "measure", _MEASURE_FIELDS)
+        max_cv = self.number(data.get("max_cv", 0.10), "measure.max_cv", 0.0, 10.0)
         timed = self.integer(data.get("timed_steps", 5), "measure.timed_steps", 1, 100_000)
         minimum = self.integer(data.get("min_timed_steps", min(3, timed)),
                                "measure.min_timed_steps", 1, 100_000)
@@ -408,7 +410,7 @@ class _Reader:
             min_timed_steps=minimum,
             max_timed_s=self.number(data.get("max_timed_s", 120), "measure.max_timed_s", 0.001,
                                     86400),
-        )
+        ), max_cv
 
     def trial(self, raw: Any) -> TrialLimits:
         data = self.mapping(raw, "trial", ("time_limit_s", "max_concurrent"))
