@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from tuner.errors import SearchAborted, UserError
+from tuner.errors import RecordsIncomplete, SearchAborted, UserError
 
 EPILOG = "Review trials with: mlflow ui --backend-store-uri sqlite:///tuner-runs/mlflow.db"
 
@@ -100,6 +100,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if outcome.best_path is not None:
         print(f"best config: {outcome.best_path}")
     print(f"review: mlflow ui --backend-store-uri {where.tracking_uri}")
+    if outcome.records_missing:
+        print(f"tuner: error: {outcome.records_missing}", file=sys.stderr)
+        return RecordsIncomplete.exit_code
     return 0
 
 

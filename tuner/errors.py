@@ -26,3 +26,10 @@ class SearchAborted(Exception):
     """The search cannot go on meaningfully (e.g. the baseline itself failed): exit code 1."""
 
     exit_code = 1
+
+
+class RecordsIncomplete(Exception):
+    """The search finished and the Optuna storage holds every trial, but MLflow could not be
+    brought up to date (its server stayed unreachable): exit code 3, naming what is missing."""
+
+    exit_code = 3

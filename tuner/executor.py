@@ -1,14 +1,17 @@
 """Runs trials as Ray tasks, each in a fresh trial process with its own environment and limit.
 
 The Ray task is a thin supervisor: it starts `python -m tuner.worker` with an explicit
-environment (inherited thread and affinity variables removed, the knobs' own set), waits for it
-without polling (no core stolen from the timed process), kills its whole process group at the
-time limit, and turns whatever happened (result, exception, signal, hang) into a TrialResult.
+environment (inherited thread and affinity variables removed, the knobs' own set), caps its
+memory, wakes once a second to check the trial's resident memory (about a millisecond of
+reading /proc, so no core is stolen from the timed process), kills its whole process group at
+the time limit or the memory cap, and turns whatever happened (result, exception, signal, hang,
+memory) into a TrialResult.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -30,6 +33,9 @@ INHERITED_VARS_REMOVED = (
     "CUDA_LAUNCH_BLOCKING", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR",
 )
 STDERR_TAIL_CHARS = 2000
+MEMORY_SHARE_OF_NODE = 0.8  # the default cap: this much of the node's memory, split by trials
+ADDRESS_SPACE_HEADROOM_MB = 2048  # torch maps ~0.8 GB of data segments before it allocates
+POLL_S = 1.0
 
 
 def trial_env(base: dict[str, str], knobs: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -47,6 +53,8 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
     """Run one trial process to completion or to its limit; always returns a result dict."""
     config = TrialConfig.from_json(config_json)
     env, explicit = trial_env(dict(os.environ), config.knobs)
+    memory_limit_mb = config.memory_limit_mb or default_memory_limit_mb(config.memory_share)
+    env["TUNER_MEMORY_LIMIT_MB"] = str(memory_limit_mb)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"tuner-trial-{config.trial_number}-") as folder:
         config_path = Path(folder, "config.json")
@@ -62,20 +70,18 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
                 [sys.executable, "-m", "tuner.worker", str(config_path), str(result_path)],
                 env=env, stdin=subprocess.DEVNULL, stdout=stderr, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: a kill takes its children too
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - one libc call, no locks
+                preexec_fn=_child_setup(memory_limit_mb),  # noqa: PLW1509 - two syscalls, no locks
             )
-            timed_out = False
-            try:
-                returncode = process.wait(timeout=time_limit_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(process)
-                returncode = process.wait()
+            returncode, timed_out, memory_mb = _supervise(process, time_limit_s, memory_limit_mb)
             _kill_group(process)  # DataLoader workers or compile workers left behind
         stderr_tail = stderr_path.read_text(encoding="utf-8", errors="replace")[-STDERR_TAIL_CHARS:]
         if timed_out:
             result = TrialResult(status=TIMEOUT,
                                  reason=f"killed at its time limit of {time_limit_s:g} s")
+        elif memory_mb is not None:
+            result = TrialResult(status=OOM, reason=(
+                f"killed at its memory limit: {memory_mb:,.0f} MB resident, limit "
+                f"{memory_limit_mb:,} MB (trial.memory_mb in the space)"))
         elif result_path.exists():
             result = TrialResult.from_json(result_path.read_text(encoding="utf-8"))
         else:
@@ -83,12 +89,60 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
                                  reason=_reason_of_death(returncode, stderr_tail))
     result.info.update({
         "env_set": explicit,
+        "memory_limit_mb": memory_limit_mb,
         "node_id": _node_id(),
         "hostname": socket.gethostname(),
         "wall_s": time.monotonic() - started,
         "stderr_tail": stderr_tail[-800:] if not result.ok else "",
     })
     return result.__dict__
+
+
+def default_memory_limit_mb(share: int) -> int:
+    """A share of this node's physical memory, so trials that run at once cannot starve it."""
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    return max(256, int(total_mb * MEMORY_SHARE_OF_NODE / max(1, share)))
+
+
+def _supervise(process: subprocess.Popen[bytes], time_limit_s: float,
+               memory_limit_mb: int) -> tuple[int, bool, float | None]:
+    """Wait for the trial; kill its group at the time limit or when its resident memory (all
+    its processes: DataLoader workers too) passes the cap. Returns (returncode, timed out,
+    resident MB when killed for memory)."""
+    deadline = time.monotonic() + time_limit_s
+    while True:
+        try:
+            return process.wait(timeout=max(0.0, min(POLL_S, deadline - time.monotonic()))), \
+                False, None
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() >= deadline:
+            _kill_group(process)
+            return process.wait(), True, None
+        resident_mb = group_resident_mb(process.pid)
+        if resident_mb > memory_limit_mb:
+            _kill_group(process)
+            return process.wait(), False, resident_mb
+
+
+def group_resident_mb(pgid: int) -> float:
+    """Resident memory of every process in a process group, from /proc (Linux; 0 elsewhere)."""
+    total_pages = 0
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 0.0
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 21 and int(fields[2]) == pgid:
+            total_pages += int(fields[21])
+    return total_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _load_prctl() -> object | None:
@@ -103,11 +157,22 @@ def _load_prctl() -> object | None:
 _PRCTL = _load_prctl()  # resolved here: the forked child must not import or take locks
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if its supervisor dies (Ctrl-C, ray.shutdown, a
-    lost node), so no trial outlives its search."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+def _child_setup(memory_limit_mb: int) -> Any:
+    """What the child runs before exec: SIGKILL it if its supervisor dies (Ctrl-C,
+    ray.shutdown, a lost node), so no trial outlives its search; and a hard cap on its data
+    segment, above the resident-memory cap, so one huge allocation fails at once instead of
+    taking the host down between two checks."""
+    data_limit = (memory_limit_mb + ADDRESS_SPACE_HEADROOM_MB) * 2**20
+
+    def setup() -> None:
+        if _PRCTL is not None:
+            _PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        try:
+            resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
+        except (ValueError, OSError):
+            pass  # a lower hard limit is already set: keep it
+
+    return setup
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from tuner import study as st
 
 @dataclass(frozen=True)
 class Row:
+    """One finished trial as the storage holds it: everything a table or MLflow needs."""
+
     number: int
     role: str
     status: str
@@ -25,40 +28,71 @@ class Row:
     metrics: dict[str, float]
     violation: float
     duplicate_of: int | None = None
+    retry_of: int | None = None
+    run_id: str | None = None
+    step_times_s: tuple[float, ...] = ()
+    guard_losses: tuple[float, ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def feasible(self) -> bool:
         return self.status == "ok" and self.violation <= 0
 
     @property
+    def noisy(self) -> bool:
+        """Still too noisy after its re-measurements: never reported as best."""
+        return bool(self.metrics.get("noisy", 0.0))
+
+    @property
     def samples_per_sec(self) -> float:
         return self.metrics.get("samples_per_sec", 0.0)
 
+    @property
+    def verdict(self) -> str:
+        if self.status != "ok":
+            return ""
+        return "rejected" if self.violation > 0 else "accepted"
+
+
+def row_of(trial: FrozenTrial) -> Row:
+    attrs = trial.user_attrs
+    return Row(
+        number=trial.number,
+        role=attrs.get(st.ROLE, ""),
+        status=attrs.get(st.STATUS, _state_status(trial)),
+        reason=attrs.get(st.REASON, "") or _state_reason(trial),
+        knobs=attrs.get(st.KNOBS, dict(trial.params)),
+        metrics=attrs.get(st.METRICS, {}),
+        violation=float(attrs.get(st.CONSTRAINT, 0.0)),
+        duplicate_of=attrs.get(st.DUPLICATE_OF),
+        retry_of=trial.system_attrs.get("failed_trial"),
+        run_id=attrs.get(st.MLFLOW_RUN_ID),
+        step_times_s=tuple(attrs.get(st.STEP_TIMES, ())),
+        guard_losses=tuple(attrs.get(st.GUARD_LOSSES, ())),
+        info=attrs.get(st.INFO, {}),
+    )
+
 
 def rows(study: Study) -> list[Row]:
-    result = []
-    for trial in st.finished_trials(study):
-        attrs = trial.user_attrs
-        result.append(Row(
-            number=trial.number,
-            role=attrs.get(st.ROLE, ""),
-            status=attrs.get(st.STATUS, _state_status(trial)),
-            reason=attrs.get(st.REASON, ""),
-            knobs=attrs.get(st.KNOBS, dict(trial.params)),
-            metrics=attrs.get(st.METRICS, {}),
-            violation=float(attrs.get(st.CONSTRAINT, 0.0)),
-            duplicate_of=attrs.get(st.DUPLICATE_OF),
-        ))
-    return result
+    return [row_of(trial) for trial in st.finished_trials(study)]
 
 
 def _state_status(trial: FrozenTrial) -> str:
+    if trial.state == TrialState.FAIL:
+        return "interrupted"  # failed by the stale-trial check: its search was killed
     return "ok" if trial.state == TrialState.COMPLETE else trial.state.name.lower()
+
+
+def _state_reason(trial: FrozenTrial) -> str:
+    if trial.state == TrialState.FAIL:
+        return "its search process stopped while it ran (no heartbeat); re-queued"
+    return ""
 
 
 def ranked(all_rows: list[Row], objective: str) -> list[Row]:
     """Feasible measured trials, best first (the baseline included, as the reference)."""
-    feasible = [row for row in all_rows if row.feasible and row.duplicate_of is None]
+    feasible = [row for row in all_rows
+                if row.feasible and row.duplicate_of is None and not row.noisy]
     return sorted(feasible, key=lambda row: row.metrics.get(objective, 0.0), reverse=True)
 
 
@@ -94,8 +128,11 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
         )
     rejected = [row for row in all_rows if row.status == "ok" and row.violation > 0]
     failures = Counter(row.status for row in all_rows if row.status != "ok")
-    measured = [r for r in all_rows if r.feasible and r.duplicate_of is None]
+    measured = [r for r in all_rows if r.feasible and r.duplicate_of is None and not r.noisy]
     summary = [f"{len(all_rows)} trials: {len(measured)} measured"]
+    noisy = [r for r in all_rows if r.feasible and r.duplicate_of is None and r.noisy]
+    if noisy:
+        summary.append(f"{len(noisy)} too noisy to rank (cv above {max_cv:.0%} after re-measuring)")
     reused = [r for r in all_rows if r.duplicate_of is not None]
     if reused:
         summary.append(f"{len(reused)} reused (same config as an earlier trial)")
@@ -105,7 +142,36 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
     lines.append(", ".join(summary))
     if any(row.metrics.get("step_time_cv", 0.0) > max_cv for row in best):
         lines.append(f"! step-time cv above {max_cv:.0%}: timings noisy, re-measure before trusting")
+    by_reason = failures_by_reason(all_rows)
+    if by_reason:
+        lines.append("failures by reason:")
+        lines += [f"  {count:>3} x {text}" for text, count in by_reason]
     return "\n".join(lines)
+
+
+def failures_by_reason(all_rows: list[Row]) -> list[tuple[str, int]]:
+    """Failed, skipped and noisy trials grouped by what went wrong (numbers in the reasons
+    ignored, so 'limit 512 MB, 700 MB resident' and '..., 690 MB resident' count together)."""
+    groups: dict[str, list[Row]] = {}
+    for row in all_rows:
+        if row.status != "ok":
+            text = f"{row.status}: {row.reason or '(no reason recorded)'}"
+        elif row.noisy and row.duplicate_of is None:
+            text = (f"noisy: step-time cv {row.metrics.get('step_time_cv', 0.0):.0%} after "
+                    f"{row.metrics.get('measure_rounds', 1):.0f} rounds")
+        else:
+            continue
+        groups.setdefault(re.sub(r"\d+(\.\d+)?", "#", text[:160]), []).append(row)
+    result = []
+    for members in sorted(groups.values(), key=len, reverse=True):
+        first = members[0]
+        text = (f"{first.status}: {first.reason}" if first.status != "ok"
+                else f"noisy: step-time cv {first.metrics.get('step_time_cv', 0.0):.0%}")
+        numbers = ", ".join(str(r.number) for r in members[:8]) + (", ..." if len(members) > 8
+                                                                   else "")
+        result.append((f"{text[:160]} (trial{'s' if len(members) > 1 else ''} {numbers})",
+                       len(members)))
+    return result
 
 
 def failure_lines(all_rows: list[Row]) -> list[str]:

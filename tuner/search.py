@@ -13,19 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from tuner import cost, guard
+from tuner import recovery as rc
 from tuner import report as rp
 from tuner import study as st
 from tuner.errors import SearchAborted, UserError
 from tuner.knobs import numerics_key
 from tuner.space import Space
-from tuner.trial import OK, UNSUPPORTED, TrialConfig, TrialResult
+from tuner.trial import UNSUPPORTED, TrialConfig, TrialResult
 
 DEFAULT_WORKDIR = Path("tuner-runs")
-WAIT_SLICE_S = 30.0
-HEARTBEAT_S = 120.0
+WAIT_SLICE_S = 10.0
+PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet terminal is no hang
+SYNC_RETRY_S = 30.0  # how often to retry MLflow writes that failed
+FINAL_SYNC_WAIT_S = 30.0  # at the end, how long to wait for MLflow to answer again
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ class Locations:
     artifact_root: Path | None
     best_folder: Path
     workdir: Path
+
+    @property
+    def remote_tracking(self) -> bool:
+        return self.artifact_root is None
 
 
 def locations(space: Space, workdir: Path, storage: str | None = None,
@@ -84,6 +92,7 @@ class Outcome:
     table: str
     best_path: Path | None
     launched: int = 0
+    records_missing: str | None = None  # what MLflow lacks at the end, if it stayed down
 
 
 @dataclass
@@ -93,7 +102,7 @@ class _Running:
     knobs: dict[str, Any]
     role: str
     key: str
-    run_id: str
+    run_id: str | None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -112,26 +121,47 @@ class Search:
         self.out = out
         self.running: dict[int, _Running] = {}
         self.launched = 0
+        self.unlogged: set[int] = set()  # finished trials MLflow has not heard of yet
+        self.mlflow_down_since: float | None = None
+        self.last_sync_try = 0.0
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> Outcome:
+        import ray
+
+        from tuner import hostlock
         from tuner.executor import RayExecutor
 
-        # Ray first: a bad --ray-address must fail before any store is created.
-        self.executor = RayExecutor(self.ray_address)
-        _interrupt_on_sigterm()  # after ray.init, which installs a SIGTERM handler of its own
+        lock = None
+        if self.ray_address is None and not ray.is_initialized():
+            lock = hostlock.acquire(self.study_name)  # before Ray: refused, nothing started
         try:
-            return self._run_with_ray()
+            # Ray first: a bad --ray-address must fail before any store is created.
+            self.executor = RayExecutor(self.ray_address)
+            _interrupt_on_sigterm()  # after ray.init, which installs a SIGTERM handler of its own
+            try:
+                return self._run_with_ray()
+            finally:
+                self.executor.shutdown()
         finally:
-            self.executor.shutdown()
+            if lock is not None:
+                lock.close()
 
     def _run_with_ray(self) -> Outcome:
-        from tuner.tracking import Tracker
-
+        if self.where.remote_tracking:
+            self.tracker = self._connect_tracker()  # an unreachable server: refused, nothing made
         ensure_local_folders(self.where)
-        self.study = st.open_study(self.space, self.where.storage, self.study_name)
-        done_before = len(st.finished_trials(self.study))
+        if not self.where.remote_tracking:
+            self.tracker = self._connect_tracker()
+        self.storage = rc.open_storage(self.where.storage, self.space.trial.heartbeat_s,
+                                       self.space.trial.grace_s)
+        self.study = st.open_study(self.space, self.storage, self.study_name)
+        rc.settle_running(self.study, self.space.trial.heartbeat_s, self.space.trial.grace_s,
+                          self.out)
+        self._close_dead_searches()
+        self._sync_mlflow(only=None)  # what a killed search or an outage left unlogged
+        done_before = self._budget_used()
         self.to_run = self.trials_budget - done_before
         if self.to_run <= 0:
             self.out(f"study {self.study_name} already holds {done_before} finished trials "
@@ -140,9 +170,10 @@ class Search:
         self.out(f"study {self.study_name}: {self.to_run} trials to run "
                  f"({done_before} already done), {self.space.size()} configs in the space, "
                  f"time budget {_duration(self.timeout_s)}")
-        self.tracker = Tracker(self.where.tracking_uri, self.study_name, self.where.artifact_root)
-        self.tracker.start_search(self.study_name, self.space.source,
-                                  {"tuner.objective": self.space.objective})
+        parent = self.tracker.start_search(self.study_name, self.space.source,
+                                           {"tuner.objective": self.space.objective})
+        self.heartbeats = rc.Heartbeats(self.study, parent, self.space.trial.heartbeat_s)
+        self.heartbeats.start()
         self.out(f"ray: {self.executor.node_cpus} CPUs per node; up to "
                  f"{self.space.trial.max_concurrent} trial(s) at a time; "
                  f"mlflow: {self.where.tracking_uri}; storage: {self.where.storage}")
@@ -156,22 +187,40 @@ class Search:
             raise
         finally:
             outcome = self._outcome()
-            self._finish_parent(outcome, failed)
+            self.parent_closed = self._finish_parent(outcome, failed)
+            # a search whose MLflow run could not be closed stays "not ended": the next search
+            # of this study closes that run
+            self.heartbeats.stop(ended=self.parent_closed)
+        self._final_sync(outcome, failed)
         return outcome
+
+    def _connect_tracker(self) -> Any:
+        from tuner.tracking import Tracker
+
+        try:
+            return Tracker(self.where.tracking_uri, self.study_name, self.where.artifact_root)
+        except Exception as error:  # noqa: BLE001 - any failure here is a bad --tracking-uri
+            first = (str(error).strip().splitlines() or [""])[0][:200]
+            raise UserError(f"--tracking-uri: cannot use MLflow at {self.where.tracking_uri}: "
+                            f"{type(error).__name__}: {first} (start the server, or leave the "
+                            "flag out for a local sqlite:///tuner-runs/mlflow.db)") from None
 
     def _loop(self) -> None:
         from tuner.executor import Submitted
 
         submitted: list[Submitted] = []
-        if st.baseline_trial(self.study) is None:
+        while st.baseline_trial(self.study) is None:
             if not st.baseline_queued(self.study):
                 st.enqueue_baseline(self.study, self.space)
-            self._launch_into(submitted)  # the baseline runs alone: every result reads against it
+            role = self._launch_into(submitted)  # the baseline runs alone: all read against it
             self._drain(submitted, until_empty=True)
-            if st.baseline_trial(self.study) is None:
+            if role == st.BASELINE and st.baseline_trial(self.study) is None:
                 raise SearchAborted(
                     "the baseline trial failed, so there is nothing to compare against: "
                     + (rp.failure_lines(rp.rows(self.study))[-1:] or ["see MLflow"])[0])
+        queued = st.enqueue_try_first(self.study, self.space)
+        if queued:
+            self.out(f"queued the space's {queued} try_first config(s) next")
         while True:
             while (len(submitted) < self.space.trial.max_concurrent and self._may_launch()):
                 self._launch_into(submitted)
@@ -179,8 +228,18 @@ class Search:
                 break
             self._drain(submitted, until_empty=False)
 
+    def _budget_used(self) -> int:
+        """Trials that count against the budget: finished for a reason of their own (not
+        interrupted by a stopped search, those are re-queued) or running, in any search."""
+        counted = 0
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.state == TrialState.RUNNING or (
+                    trial.state.is_finished() and not rc.is_interrupted(trial)):
+                counted += 1
+        return counted
+
     def _may_launch(self) -> bool:
-        if self.launched >= self.to_run:
+        if self.launched >= self.to_run or self._budget_used() >= self.trials_budget:
             return False
         if time.monotonic() - self.started >= self.timeout_s:
             if not getattr(self, "_said_timeout", False):
@@ -196,22 +255,36 @@ class Search:
                 submitted.remove(item)
                 self._finish(item.config.trial_number, result)
             if not finished:
-                self._heartbeat()
+                self._between_results()
             if not until_empty and len(submitted) < self.space.trial.max_concurrent:
                 return
 
+    def _between_results(self) -> None:
+        """While trials run: retry MLflow if it was down, retry dead searches' trials, and say
+        which trials are still going."""
+        rc.fail_stale(self.study)  # another search of this study died: its trials re-queued
+        if self.unlogged and time.monotonic() - self.last_sync_try >= SYNC_RETRY_S:
+            self._sync_mlflow(only=set(self.unlogged))
+        self._progress_note()
+
     # -- one trial -----------------------------------------------------------------------------
 
-    def _launch_into(self, submitted: list[Any]) -> None:
-        trial = self.study.ask()
+    def _launch_into(self, submitted: list[Any]) -> str:
+        trial = rc.ask(self.study)
+        self.heartbeats.add(trial)
         knobs = st.suggest(trial, self.space)
         role = trial.user_attrs.get(st.ROLE, "candidate")
         trial.set_user_attr(st.KNOBS, knobs)
         self.launched += 1
+        retry = rc.retry_of(self.study.get_trials(deepcopy=False)[trial.number])
         duplicate = st.same_config_trial(self.study, knobs, trial.number)
         if duplicate is not None:
             self._reuse(trial, duplicate)
-            return
+            return role
+        known = st.known_unsupported(self.study, knobs)
+        if known is not None:
+            self._skip_known_unsupported(trial, role, known)
+            return role
         key = numerics_key(knobs)
         cached = st.guard_cache(self.study)
         run_guard = role == st.BASELINE or key not in cached
@@ -219,58 +292,158 @@ class Search:
             study=self.study_name, trial_number=trial.number, workload=self.space.workload,
             knobs=knobs, measure=self.space.measure, guard=self.space.guard.settings(run_guard),
             time_limit_s=self.space.trial.time_limit_s, seed=self.space.guard.seed,
+            memory_limit_mb=self.space.trial.memory_mb,
+            memory_share=self.space.trial.max_concurrent,
         )
-        run_id = self.tracker.start_trial(trial.number, knobs,
-                                          {"tuner.role": role, "tuner.numerics": key})
-        trial.set_user_attr(st.MLFLOW_RUN_ID, run_id)
+        tags = {"tuner.role": role, "tuner.numerics": key}
+        if retry is not None:
+            tags["tuner.retry_of"] = str(retry)
+        run_id = self._start_run(trial, knobs, tags)
         item = self.executor.submit(config)
         submitted.append(item)
         self.running[trial.number] = _Running(trial, trial.number, knobs, role, key, run_id)
-        self.out(f"{self._progress()} trial {trial.number} started ({role}, {item.cpus} CPUs, "
-                 f"limit {_duration(config.time_limit_s)}): {self._changes(knobs)}")
+        again = f", retry of trial {retry}" if retry is not None else ""
+        self.out(f"{self._progress()} trial {trial.number} started ({role}{again}, {item.cpus} "
+                 f"CPUs, limit {_duration(config.time_limit_s)}): {self._changes(knobs)}")
+        return role
 
     def _reuse(self, trial: Any, earlier: Any) -> None:
         """Same knobs as a completed trial: tell its result again instead of re-measuring."""
-        for name in (st.METRICS, st.STATUS, st.REASON, st.CONSTRAINT):
+        for name in (st.METRICS, st.STATUS, st.REASON, st.CONSTRAINT, st.INFO):
             if name in earlier.user_attrs:
                 trial.set_user_attr(name, earlier.user_attrs[name])
         trial.set_user_attr(st.DUPLICATE_OF, earlier.number)
         trial.set_constraint(st.CONSTRAINT, float(earlier.user_attrs.get(st.CONSTRAINT, 0.0)))
-        run_id = self.tracker.start_trial(trial.number, trial.user_attrs[st.KNOBS], {
-            "tuner.role": "candidate", "tuner.duplicate_of": str(earlier.number)})
-        trial.set_user_attr(st.MLFLOW_RUN_ID, run_id)
-        self.study.tell(trial, values=earlier.value)
-        reused = TrialResult(status=earlier.user_attrs.get(st.STATUS, OK),
-                             reason=f"same config as trial {earlier.number}; result reused")
-        self.tracker.finish_trial(run_id, reused, earlier.user_attrs.get(st.METRICS, {}), {})
+        self._start_run(trial, trial.user_attrs[st.KNOBS], {"tuner.role": "candidate",
+                                                            "tuner.duplicate_of": str(earlier.number)})
+        self._close(trial.number, values=earlier.value)
         self.out(f"{self._progress()} trial {trial.number} has the config of trial "
                  f"{earlier.number}: result reused, nothing re-measured")
+
+    def _skip_known_unsupported(self, trial: Any, role: str, reason: str) -> None:
+        """A choice an earlier trial found unsupported: skipped without starting a process."""
+        trial.set_user_attr(st.STATUS, UNSUPPORTED)
+        trial.set_user_attr(st.REASON, reason)
+        self._start_run(trial, trial.user_attrs[st.KNOBS], {"tuner.role": role})
+        self._close(trial.number, state=TrialState.PRUNED)
+        self.out(f"{self._progress()} trial {trial.number} skipped, not started: {reason}")
+
+    def _start_run(self, trial: Any, knobs: dict[str, Any], tags: dict[str, str]) -> str | None:
+        """The trial's MLflow run, its id kept in the trial (None while MLflow is down)."""
+        run_id = self._mlflow(self.tracker.start_trial, trial.number, knobs, tags)
+        if run_id is not None:
+            trial.set_user_attr(st.MLFLOW_RUN_ID, run_id)
+        return run_id
 
     def _finish(self, trial_number: int, result: TrialResult) -> None:
         running = self.running.pop(trial_number)
         metrics = dict(result.metrics)
         violation = 0.0
-        tags = {"tuner.role": running.role}
         if result.ok:
             metrics.update(self._derived(running, result))
             violation = metrics.get("guard_violation", 0.0)
             if violation > 0:
                 result.reason = self._guard_reason(metrics)
-            value = metrics[self.space.objective]
+        if result.status == UNSUPPORTED and result.info.get("unsupported_choice"):
+            st.remember_unsupported(self.study, result.info["unsupported_choice"], result.reason)
+        info = {key: result.info[key] for key in ("note", "node_id", "hostname", "env_set",
+                                                  "versions", "memory_limit_mb")
+                if key in result.info}
         attrs = {st.STATUS: result.status, st.REASON: result.reason, st.METRICS: metrics,
-                 st.CONSTRAINT: violation, "node_id": result.info.get("node_id", ""),
-                 "env_set": result.info.get("env_set", {})}
+                 st.CONSTRAINT: violation, st.STEP_TIMES: result.step_times_s,
+                 st.GUARD_LOSSES: result.guard_losses, st.INFO: info}
         for name, attr in attrs.items():
             running.trial.set_user_attr(name, attr)
         if result.ok:
             running.trial.set_constraint(st.CONSTRAINT, violation)
-            self.study.tell(trial_number, values=value)
+            self._close(trial_number, values=metrics[self.space.objective])
         else:
-            state = TrialState.PRUNED if result.status == UNSUPPORTED else TrialState.FAIL
-            self.study.tell(trial_number, state=state)
-        tags["tuner.verdict"] = ("rejected" if violation > 0 else "accepted") if result.ok else ""
-        self.tracker.finish_trial(running.run_id, result, metrics, tags)
+            self._close(trial_number, state=(TrialState.PRUNED if result.status == UNSUPPORTED
+                                             else TrialState.FAIL))
         self.out(self._result_line(trial_number, running, result, metrics, violation))
+
+    def _close(self, trial_number: int, values: float | None = None,
+               state: TrialState | None = None) -> None:
+        """Tell Optuna, then write the MLflow record from what the storage now holds. Optuna
+        first: it is the record of truth, and a record MLflow misses is written later."""
+        try:
+            self.study.tell(trial_number, values=values, state=state)
+        except UpdateFinishedTrialError:
+            self.out(f"warning: trial {trial_number} was failed as stale meanwhile (no heartbeat "
+                     f"for {self.space.trial.grace_s} s: storage too slow?); it is re-queued")
+        self.heartbeats.remove(trial_number)
+        self.unlogged.add(trial_number)
+        row = rp.row_of(self.study.get_trials(deepcopy=False)[trial_number])
+        if self._mlflow(self.tracker.record_trial, row) is not None:
+            self.unlogged.discard(trial_number)
+
+    def _mlflow(self, call: Callable[..., Any], *args: Any) -> Any:
+        """An MLflow write that may fail: the search goes on, what was missed is written when
+        the server answers again. Says so once per outage."""
+        if self.mlflow_down_since is not None and time.monotonic() - self.last_sync_try < 5:
+            return None  # down a moment ago: do not wait on it again for every trial
+        try:
+            result = call(*args)
+        except Exception as error:  # noqa: BLE001 - any tracking failure is an outage
+            self.last_sync_try = time.monotonic()
+            if self.mlflow_down_since is None:
+                self.mlflow_down_since = time.monotonic()
+                first = (str(error).strip().splitlines() or [""])[0][:160]
+                self.out(f"warning: MLflow unreachable ({type(error).__name__}: {first}); the "
+                         "search goes on, the Optuna storage keeps every result, and MLflow gets "
+                         "them when it answers again")
+            return None
+        if self.mlflow_down_since is not None:
+            self.out(f"MLflow answers again after {_duration(time.monotonic() - self.mlflow_down_since)}")
+            self.mlflow_down_since = None
+        return result if result is not None else True
+
+    def _sync_mlflow(self, only: set[int] | None) -> None:
+        from tuner.tracking import sync_trials
+
+        self.last_sync_try = time.monotonic()
+        written = self._mlflow(sync_trials, self.tracker, rp.rows(self.study), only)
+        if written is None:
+            return
+        self.unlogged -= set(only) if only is not None else set(self.unlogged)
+        if isinstance(written, list) and written:
+            self.out(f"MLflow brought up to date: trial(s) {', '.join(map(str, written))} logged")
+
+    def _final_sync(self, outcome: Outcome, failed: bool) -> None:
+        """At the end: bring MLflow up to date, waiting a little for a server that is down;
+        then say plainly what MLflow lacks (the outcome carries it; the CLI exits with 3)."""
+        deadline = time.monotonic() + FINAL_SYNC_WAIT_S
+        while True:
+            self.last_sync_try = 0.0
+            self._sync_mlflow(only=None)
+            if not self.parent_closed and self.mlflow_down_since is None:
+                self.parent_closed = self._finish_parent(outcome, failed)
+                if self.parent_closed:
+                    rc.mark_session_ended(self.study, self.tracker.parent_run_id or "", "closed")
+            if (self.mlflow_down_since is None and self.parent_closed) \
+                    or time.monotonic() >= deadline:
+                break
+            time.sleep(5)
+        missing = []
+        if self.unlogged:
+            missing.append(f"trial(s) {', '.join(map(str, sorted(self.unlogged)))}")
+        if not self.parent_closed:
+            missing.append("this search's summary run")
+        if missing:
+            outcome.records_missing = (
+                f"MLflow at {self.where.tracking_uri} is unreachable: {' and '.join(missing)} "
+                f"missing there; the Optuna storage ({self.where.storage}) holds every trial. "
+                "Run the same command again when MLflow is back to log them")
+
+    def _close_dead_searches(self) -> None:
+        """MLflow parent runs of searches of this study that were killed: closed as FAILED."""
+        for session in rc.dead_sessions(self.study, self.space.trial.grace_s):
+            closed = self._mlflow(self.tracker.close_run, session, "FAILED",
+                                  {"tuner.end": "its search process was killed; a later "
+                                                "search resumed the study"})
+            if closed is not None:
+                rc.mark_session_ended(self.study, session, "killed")
+                self.out(f"closed the MLflow run of an earlier search that was killed ({session})")
 
     def _derived(self, running: _Running, result: TrialResult) -> dict[str, float]:
         """Metrics the driver adds: cost, speed-up, guard verdict (from the cache if not run)."""
@@ -311,23 +484,26 @@ class Search:
                 f"{moved * scale:.3g}{unit}, tolerance {g.tolerance * scale:.3g}{unit}")
 
     def _abandon_running(self, reason: str) -> None:
+        """Interrupted (Ctrl-C, SIGTERM): close the running trials as interrupted, re-queued
+        for the next search of this study, and close their MLflow runs as FAILED."""
         for trial_number, running in list(self.running.items()):
             try:
-                self.study.tell(trial_number, state=TrialState.FAIL)
-                self.tracker.finish_trial(running.run_id, TrialResult(status="failed",
-                                                                      reason=reason), {}, {})
+                running.trial.set_user_attr(st.STATUS, rc.INTERRUPTED)
+                running.trial.set_user_attr(st.REASON, f"{reason}; re-queued")
+                self._close(trial_number, state=TrialState.FAIL)
+                rc.requeue(self.study, trial_number)
             except Exception as error:  # noqa: BLE001 - best effort while shutting down
                 self.out(f"warning: could not close trial {trial_number}: {error}")
         self.running.clear()
 
-    def _heartbeat(self) -> None:
+    def _progress_note(self) -> None:
         """A line every few minutes while long trials run, so a quiet terminal is not a hang."""
         now = time.monotonic()
-        if now - getattr(self, "_last_heartbeat", self.started) < HEARTBEAT_S:
+        if now - getattr(self, "_last_note", self.started) < PROGRESS_NOTE_S:
             return
-        self._last_heartbeat = now
+        self._last_note = now
         for running in self.running.values():
-            if now - running.started < HEARTBEAT_S:
+            if now - running.started < PROGRESS_NOTE_S:
                 continue
             self.out(f"  trial {running.trial_number} still running: "
                      f"{_duration(now - running.started)} of its "
@@ -369,10 +545,10 @@ class Search:
         best_path = rp.export_best(best, self.where.best_folder) if best else None
         return Outcome(self.study_name, all_rows, table, best_path, self.launched)
 
-    def _finish_parent(self, outcome: Outcome, failed: bool) -> None:
+    def _finish_parent(self, outcome: Outcome, failed: bool) -> bool:
         tracker = getattr(self, "tracker", None)
         if tracker is None:
-            return
+            return True
         base = rp.baseline_row(outcome.rows)
         best = rp.ranked(outcome.rows, self.space.objective)
         metrics: dict[str, float] = {"trials_finished": float(len(outcome.rows))}
@@ -387,10 +563,7 @@ class Search:
             tags["tuner.best_config"] = rp.changes(best[0].knobs, base.knobs if base else None)
         texts = {"summary.txt": outcome.table + "\n\n" + "\n".join(rp.failure_lines(outcome.rows))}
         files = [outcome.best_path] if outcome.best_path else []
-        try:
-            tracker.finish_search(metrics, tags, texts, files, failed=failed)
-        except Exception as error:  # noqa: BLE001 - the Optuna storage stays the record of truth
-            self.out(f"warning: could not finish the MLflow parent run: {error}")
+        return self._mlflow(tracker.finish_search, metrics, tags, texts, files, failed) is not None
 
 
 def _interrupt_on_sigterm() -> None:

@@ -7,6 +7,7 @@ line of output and nothing on disk.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from tuner.workloads.registry import BUILTIN_WORKLOADS
 
 SECTIONS = (
     "study", "description", "workload", "objective", "knobs", "baseline", "budget", "measure",
-    "trial", "cost", "guard", "sampler", "storage", "tracking_uri",
+    "trial", "cost", "guard", "sampler", "storage", "tracking_uri", "try_first",
 )
 OBJECTIVES = ("samples_per_sec", "samples_per_dollar")
 SAMPLERS = ("tpe", "random")
@@ -82,6 +83,13 @@ class Budget:
 class TrialLimits:
     time_limit_s: float = 600.0
     max_concurrent: int = 1  # 1: each trial owns the machine, so timings are not disturbed
+    memory_mb: int | None = None  # resident-memory cap per trial; None: the node's share
+    heartbeat_s: int = 10  # a running trial's heartbeat in the study storage
+
+    @property
+    def grace_s(self) -> int:
+        """Heartbeat silence after which a running trial's search is taken for dead."""
+        return 3 * self.heartbeat_s
 
 
 @dataclass(frozen=True)
@@ -124,13 +132,17 @@ class Space:
     objective: str = "samples_per_sec"
     budget: Budget = field(default_factory=Budget)
     measure: MeasureSettings = field(default_factory=MeasureSettings)
-    max_cv: float = 0.10
     trial: TrialLimits = field(default_factory=TrialLimits)
     cost: Cost = field(default_factory=Cost)
     guard: Guard = field(default_factory=Guard)
     sampler: Sampler = field(default_factory=Sampler)
     storage: str | None = None
     tracking_uri: str | None = None
+    try_first: tuple[dict[str, Any], ...] = ()  # configs to try right after the baseline
+
+    @property
+    def max_cv(self) -> float:
+        return self.measure.max_cv
 
     def size(self) -> int:
         """Number of distinct configs in the space (conditional knobs counted as if always on)."""
@@ -160,6 +172,8 @@ def parse_space(
 ) -> Space:
     try:
         raw = yaml.safe_load(text)
+    except RecursionError:
+        raise SpaceError(source, "", "YAML nested too deeply to be a search space") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -233,6 +247,9 @@ class _Reader:
         return raw
 
     def number(self, raw: Any, field_path: str, low: float, high: float) -> float:
+        if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) > 10**300:
+            raise self.fail(field_path, f"must be from {low:g} to {high:g}, got a {len(str(raw))}"
+                            "-digit number")
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
             raise self.fail(field_path, f"must be a number from {low:g} to {high:g}, "
                             f"got {_type_name(raw)} {raw!r}")
@@ -257,7 +274,7 @@ class _Reader:
                             "knobs: {batch_size: [16, 32, 64]}")
         knobs = self.knobs(raw["knobs"])
         baseline = self.baseline(raw.get("baseline"), knobs)
-        measure, max_cv = self.measure(raw.get("measure"))
+        measure = self.measure(raw.get("measure"))
         guard_raw = self.mapping(raw.get("guard"), "guard",
                                  ("tolerance", "mode", "steps", "batch_size", "seed"))
         return Space(
@@ -270,7 +287,6 @@ class _Reader:
             baseline=baseline,
             budget=self.budget(raw.get("budget")),
             measure=measure,
-            max_cv=max_cv,
             trial=self.trial(raw.get("trial")),
             cost=self.cost(raw.get("cost")),
             guard=Guard(
@@ -285,6 +301,7 @@ class _Reader:
             sampler=self.sampler(raw.get("sampler")),
             storage=self.optional_string(raw.get("storage"), "storage"),
             tracking_uri=self.optional_string(raw.get("tracking_uri"), "tracking_uri"),
+            try_first=self.try_first(raw.get("try_first"), knobs, baseline),
         )
 
     def optional_string(self, raw: Any, field_path: str) -> str | None:
@@ -303,7 +320,7 @@ class _Reader:
                 raise self.fail("workload.name", f"expected 'package.module:factory', got {name!r}")
             try:
                 found = importlib.util.find_spec(module) is not None
-            except (ImportError, ValueError):
+            except Exception:  # noqa: BLE001 - a parent package that fails to import
                 found = False
             if not found:
                 raise self.fail("workload.name", f"module {module!r} not found; install it or "
@@ -314,7 +331,17 @@ class _Reader:
         options = data.get("options") or {}
         if not isinstance(options, dict):
             raise self.fail("workload.options", f"must be a mapping, got {_type_name(options)}")
-        return WorkloadSpec(name=name, options=dict(options))
+        try:  # options travel to the trial process as JSON
+            encoded = json.dumps(options, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as error:
+            raise self.fail("workload.options", f"must be plain data (numbers, strings, lists, "
+                            f"mappings with string keys): {error}") from None
+        if len(encoded) > 100_000:
+            raise self.fail("workload.options", f"is {len(encoded):,} characters as JSON; "
+                            "keep it under 100,000 (pass big inputs as a file path)")
+        if not all(isinstance(key, str) for key in options):
+            raise self.fail("workload.options", "keys must be strings")
+        return WorkloadSpec(name=name, options=json.loads(encoded))
 
     def knobs(self, raw: Any) -> dict[str, KnobSpace]:
         if not isinstance(raw, dict) or not raw:
@@ -394,8 +421,7 @@ class _Reader:
             timeout_s=self.number(data.get("timeout_s", 1800), "budget.timeout_s", 1, 30 * 86400),
         )
 
-    def measure(self, raw: Any) -> tuple[MeasureSettings, float]:
-        """The trial process's measurement settings, and the driver's noise threshold."""
+    def measure(self, raw: Any) -> MeasureSettings:
         data = self.mapping(raw, "measure", _MEASURE_FIELDS)
         max_cv = self.number(data.get("max_cv", 0.10), "measure.max_cv", 0.0, 10.0)
         timed = self.integer(data.get("timed_steps", 5), "measure.timed_steps", 1, 100_000)
@@ -410,16 +436,44 @@ class _Reader:
             min_timed_steps=minimum,
             max_timed_s=self.number(data.get("max_timed_s", 120), "measure.max_timed_s", 0.001,
                                     86400),
-        ), max_cv
+            max_cv=max_cv,
+            remeasure=self.integer(data.get("remeasure", 2), "measure.remeasure", 0, 10),
+        )
 
     def trial(self, raw: Any) -> TrialLimits:
-        data = self.mapping(raw, "trial", ("time_limit_s", "max_concurrent"))
+        data = self.mapping(raw, "trial", ("time_limit_s", "max_concurrent", "memory_mb",
+                                           "heartbeat_s"))
+        memory = data.get("memory_mb", "auto")
         return TrialLimits(
             time_limit_s=self.number(data.get("time_limit_s", 600), "trial.time_limit_s", 1,
                                      7 * 86400),
             max_concurrent=self.integer(data.get("max_concurrent", 1), "trial.max_concurrent",
                                         1, 1024),
+            memory_mb=None if memory == "auto" else self.integer(
+                memory, "trial.memory_mb", 256, 64 * 1024 * 1024),
+            heartbeat_s=self.integer(data.get("heartbeat_s", 10), "trial.heartbeat_s", 1, 600),
         )
+
+    def try_first(self, raw: Any, knobs: dict[str, KnobSpace],
+                  baseline: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+        """Configs to enqueue right after the baseline: each a partial config of searched knobs."""
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            raise self.fail("try_first", "must be a list of configs, e.g. "
+                            "try_first: [{batch_size: 64, memory_format: channels_last}]")
+        configs = []
+        for index, entry in enumerate(raw):
+            field_path = f"try_first[{index}]"
+            data = self.mapping(entry, field_path, tuple(knobs))
+            if not data:
+                raise self.fail(field_path, "is empty; give at least one knob value")
+            for name, value in data.items():
+                if not knobs[name].contains(value):
+                    raise self.fail(f"{field_path}.{name}", f"{value!r} is not among knobs.{name} "
+                                    f"{knobs[name].describe()}")
+            configs.append(dict(data))
+        return tuple(configs)
 
     def cost(self, raw: Any) -> Cost:
         data = self.mapping(raw, "cost", ("price_per_hour", "currency", "instance", "source"))
@@ -442,4 +496,5 @@ class _Reader:
         )
 
 
-_MEASURE_FIELDS = ("warmup_steps", "timed_steps", "min_timed_steps", "max_timed_s", "max_cv")
+_MEASURE_FIELDS = ("warmup_steps", "timed_steps", "min_timed_steps", "max_timed_s", "max_cv",
+                   "remeasure")

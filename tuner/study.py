@@ -26,6 +26,9 @@ METRICS = "metrics"
 DUPLICATE_OF = "duplicate_of"
 KNOBS = "knobs"
 BASELINE = "baseline"
+STEP_TIMES = "step_times_s"
+GUARD_LOSSES = "guard_losses"
+INFO = "info"  # where and how it ran: node, host, env set, versions, note
 
 # study user attributes
 GUARD_REFERENCE = "guard_reference"
@@ -35,6 +38,8 @@ OBJECTIVE = "objective"
 MAX_CV = "max_cv"
 CURRENCY = "currency"
 WORKLOAD = "workload"
+UNSUPPORTED_CHOICES = "unsupported_choices"  # "knob=value" -> reason, learnt from trials
+TRY_FIRST_DONE = "try_first_enqueued"
 
 
 def make_sampler(space: Space) -> optuna.samplers.BaseSampler:
@@ -51,11 +56,12 @@ def make_sampler(space: Space) -> optuna.samplers.BaseSampler:
         )
 
 
-def open_study(space: Space, storage_url: str, study_name: str) -> optuna.Study:
+def open_study(space: Space, storage: str | optuna.storages.BaseStorage,
+               study_name: str) -> optuna.Study:
     """Create the study, or load it to resume; the sampler is rebuilt from the space."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        storage=storage_url, study_name=study_name, sampler=make_sampler(space),
+        storage=storage, study_name=study_name, sampler=make_sampler(space),
         direction="maximize", load_if_exists=True,
     )
     study.set_user_attr(SPACE_SOURCE, space.source)
@@ -87,6 +93,35 @@ def enqueue_baseline(study: optuna.Study, space: Space) -> None:
     params = {name: value for name, value in space.full_config({}).items()
               if name in space.knobs}
     study.enqueue_trial(params, user_attrs={ROLE: BASELINE})
+
+
+def enqueue_try_first(study: optuna.Study, space: Space) -> int:
+    """Queue the space's try_first configs once per study, after the baseline."""
+    if not space.try_first or study.user_attrs.get(TRY_FIRST_DONE):
+        return 0
+    for config in space.try_first:
+        params = {name: value for name, value in space.full_config(config).items()
+                  if name in space.knobs}
+        study.enqueue_trial(params, user_attrs={ROLE: "try_first"}, skip_if_exists=True)
+    study.set_user_attr(TRY_FIRST_DONE, True)
+    return len(space.try_first)
+
+
+def known_unsupported(study: optuna.Study, knobs: dict[str, Any]) -> str | None:
+    """The reason an earlier trial gave for a choice this config also makes, if any."""
+    learnt = study.user_attrs.get(UNSUPPORTED_CHOICES, {})
+    for name, value in knobs.items():
+        reason = learnt.get(f"{name}={value}")
+        if reason:
+            return reason
+    return None
+
+
+def remember_unsupported(study: optuna.Study, choice: dict[str, Any], reason: str) -> None:
+    learnt = dict(study.user_attrs.get(UNSUPPORTED_CHOICES, {}))
+    for name, value in choice.items():
+        learnt[f"{name}={value}"] = reason
+    study.set_user_attr(UNSUPPORTED_CHOICES, learnt)
 
 
 def baseline_trial(study: optuna.Study) -> FrozenTrial | None:

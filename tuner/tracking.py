@@ -1,7 +1,9 @@
 """MLflow records: one parent run per search, one nested run per trial.
 
 Only the driver writes here. Names are stable across trials (knob names as params, metric
-names with units) so the MLflow UI's run comparison lines trials up directly.
+names with units) so the MLflow UI's run comparison lines trials up directly. Every trial
+record is written from what the Optuna storage holds (a `Row`), so a record MLflow missed (a
+server outage, a killed search) can be written again later, identically: `sync_trials`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tuner.trial import TrialResult
+from tuner.report import Row
+
+# An unreachable tracking server must cost seconds, not MLflow's default minutes of retries:
+# the search goes on and logs what it missed when the server is back.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
 def _now_ms() -> int:
@@ -49,10 +56,12 @@ class Tracker:
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        for name, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
         from mlflow.tracking import MlflowClient
 
-        for noisy in ("mlflow", "alembic"):  # after import: mlflow sets its own levels then
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        for noisy in ("mlflow", "alembic", "urllib3"):  # after import: mlflow sets its levels then
+            logging.getLogger(noisy).setLevel(logging.ERROR)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         existing = self.client.get_experiment_by_name(experiment)
         if existing is not None:
@@ -87,32 +96,53 @@ class Tracker:
         self.client.log_batch(run.info.run_id, params=params)
         return run.info.run_id
 
-    def finish_trial(self, run_id: str, result: TrialResult, metrics: dict[str, float],
-                     tags: dict[str, str]) -> None:
+    def record_trial(self, row: Row, existing: Any = None) -> str:
+        """Write a finished trial's record and close its run (creating the run if the trial
+        never got one). `existing`: its MLflow run as found by `trial_runs`, if any."""
         from mlflow.entities import Metric, RunTag
 
+        run_id = existing.info.run_id if existing is not None else row.run_id
+        if run_id is None:
+            run_id = self.start_trial(row.number, row.knobs, trial_tags(row))
+        already_logged = existing is not None and bool(existing.data.metrics)
         now = _now_ms()
-        batch = [Metric(name, float(value), now, 0) for name, value in sorted(metrics.items())
-                 if value is not None]
-        batch += [Metric("step_time_s", float(t), now, index)
-                  for index, t in enumerate(result.step_times_s)]
-        batch += [Metric("guard_loss_curve", float(loss), now, index)
-                  for index, loss in enumerate(result.guard_losses)]
-        versions = result.info.get("versions", {})
-        run_tags = {
-            "tuner.status": result.status,
-            "tuner.reason": result.reason[:4000],
-            "tuner.note": str(result.info.get("note", "")),
-            "tuner.node_id": str(result.info.get("node_id", "")),
-            "tuner.hostname": str(result.info.get("hostname", "")),
-            "tuner.env_set": " ".join(f"{k}={v}" for k, v in
-                                      sorted(result.info.get("env_set", {}).items())),
-            **{f"version.{name}": str(value) for name, value in versions.items()},
-            **tags,
-        }
-        self.client.log_batch(run_id, metrics=batch,
-                              tags=[RunTag(key, value) for key, value in run_tags.items()])
-        status = "FINISHED" if result.ok else "FAILED"
+        batch: list[Metric] = []
+        if not already_logged:
+            batch = [Metric(name, float(value), now, 0)
+                     for name, value in sorted(row.metrics.items()) if value is not None]
+            batch += [Metric("step_time_s", float(t), now, index)
+                      for index, t in enumerate(row.step_times_s)]
+            batch += [Metric("guard_loss_curve", float(loss), now, index)
+                      for index, loss in enumerate(row.guard_losses)]
+        tags = [RunTag(key, value) for key, value in {**trial_tags(row),
+                                                       **outcome_tags(row)}.items()]
+        for start in range(0, max(len(batch), 1), 900):  # MLflow takes 1000 items a batch
+            self.client.log_batch(run_id, metrics=batch[start:start + 900],
+                                  tags=tags if start == 0 else [])
+        self.client.set_terminated(run_id, status="FINISHED" if row.status == "ok" else "FAILED")
+        return run_id
+
+    def trial_runs(self) -> dict[int, Any]:
+        """This experiment's trial runs by trial number (the newest, if a number has several)."""
+        runs: dict[int, Any] = {}
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id],
+                                           filter_string="tags.`tuner.kind` = 'trial'",
+                                           max_results=1000, page_token=token,
+                                           order_by=["attributes.start_time ASC"])
+            for run in page:
+                number = run.data.tags.get("tuner.trial", "")
+                if number.isdigit():
+                    runs[int(number)] = run
+            token = page.token
+            if not token:
+                return runs
+
+    def close_run(self, run_id: str, status: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(run_id, status=status)
 
     def finish_search(self, metrics: dict[str, float], tags: dict[str, str],
@@ -132,3 +162,45 @@ class Tracker:
         for path in files:
             self.client.log_artifact(self.parent_run_id, str(path))
         self.client.set_terminated(self.parent_run_id, status="FAILED" if failed else "FINISHED")
+
+
+def trial_tags(row: Row) -> dict[str, str]:
+    """Tags a trial run carries from its start."""
+    tags = {"tuner.role": row.role or "candidate"}
+    if row.duplicate_of is not None:
+        tags["tuner.duplicate_of"] = str(row.duplicate_of)
+    if row.retry_of is not None:
+        tags["tuner.retry_of"] = str(row.retry_of)
+    return tags
+
+
+def outcome_tags(row: Row) -> dict[str, str]:
+    info = row.info
+    return {
+        "tuner.status": row.status,
+        "tuner.reason": row.reason[:4000],
+        "tuner.verdict": row.verdict,
+        "tuner.note": str(info.get("note", "")),
+        "tuner.node_id": str(info.get("node_id", "")),
+        "tuner.hostname": str(info.get("hostname", "")),
+        "tuner.env_set": " ".join(f"{k}={v}" for k, v in sorted(info.get("env_set", {}).items())),
+        **{f"version.{name}": str(value) for name, value in info.get("versions", {}).items()},
+    }
+
+
+def sync_trials(tracker: Tracker, finished: list[Row], only: set[int] | None = None) -> list[int]:
+    """Make MLflow agree with the study storage for these finished trials: create what is
+    missing, close what was left RUNNING, correct a status that changed (a trial whose search
+    was killed after MLflow heard of it). Returns the trial numbers it wrote."""
+    runs = tracker.trial_runs()
+    written = []
+    for row in finished:
+        if only is not None and row.number not in only:
+            continue
+        run = runs.get(row.number)
+        if (run is not None and run.info.status != "RUNNING"
+                and run.data.tags.get("tuner.status") == row.status):
+            continue
+        tracker.record_trial(row, run)
+        written.append(row.number)
+    return written

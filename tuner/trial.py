@@ -28,6 +28,10 @@ class MeasureSettings:
     timed_steps: int = 5
     min_timed_steps: int = 3
     max_timed_s: float = 120.0
+    # A round whose step-time cv is above max_cv is timed again, up to `remeasure` more rounds;
+    # a trial still noisy after them is marked noisy and can never be reported best.
+    max_cv: float = 0.10
+    remeasure: int = 2
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class TrialConfig:
     guard: GuardSettings
     time_limit_s: float
     seed: int = 0
+    memory_limit_mb: int | None = None  # None: a share of the node's memory (see executor)
+    memory_share: int = 1  # trials that may run at once on a node: they split its memory
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -76,6 +82,8 @@ class TrialConfig:
             guard=GuardSettings(**raw["guard"]),
             time_limit_s=raw["time_limit_s"],
             seed=raw.get("seed", 0),
+            memory_limit_mb=raw.get("memory_limit_mb"),
+            memory_share=raw.get("memory_share", 1),
         )
 
 

@@ -1,0 +1,57 @@
+"""One measuring search per machine when the tuner starts its own local Ray.
+
+Two searches that each start a local Ray would each think they own every core, run trials side
+by side and corrupt each other's timings. The second one is refused with a clear message; searches
+that share one Ray cluster (`--ray-address`) are scheduled by Ray and need no lock. The lock is
+an flock, so a killed search releases it with its process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+from tuner.errors import UserError
+
+LOCK_ENV = "TUNER_HOST_LOCK"  # tests and side-by-side installs may point it elsewhere
+
+
+def lock_path() -> Path:
+    default = Path(tempfile.gettempdir()) / f"tuner-local-ray-{os.getuid()}.lock"
+    return Path(os.environ.get(LOCK_ENV) or default)
+
+
+def acquire(study: str) -> IO[str]:
+    """Hold the machine's local-search lock until the returned file is closed (or we exit)."""
+    path = lock_path()
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the search's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = _holder(handle.read())
+        handle.close()
+        raise UserError(
+            f"another tuner search ({holder}) is measuring on this machine with its own local "
+            "Ray; two would share cores and corrupt each other's timings. Wait for it to finish, "
+            "or run both against one Ray cluster (`ray start --head`, then --ray-address "
+            f"127.0.0.1:6379), which schedules their trials apart (lock: {path})") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(), "study": study,
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    handle.flush()
+    return handle
+
+
+def _holder(text: str) -> str:
+    try:
+        info = json.loads(text)
+        return f"pid {info['pid']}, study {info['study']}, started {info['started']}"
+    except (ValueError, KeyError, TypeError):
+        return "unknown holder"

@@ -1,0 +1,186 @@
+"""Surviving a killed search: heartbeats in the study storage for every running trial and for
+the search itself, and what a resumed search does with what a dead one left running.
+
+Optuna's own mechanism does the work: the storage is opened with a heartbeat interval and a
+grace period; a trial whose heartbeat stops is failed by `fail_stale_trials` and re-queued by
+Optuna's `RetryHeartbeatStaleTrialCallback`. The tuner records the heartbeats itself (from a
+thread), because it drives trials with ask/tell rather than `Study.optimize`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner import study as st
+
+INTERRUPTED = "interrupted"  # status of a trial whose search stopped while it ran
+MAX_RETRIES = 3  # a config whose trial keeps outliving its searches is given up after this
+SESSION_PREFIX = "search:"  # study user attr per search invocation: its heartbeat
+
+
+def open_storage(url: str, heartbeat_s: int, grace_s: int) -> RDBStorage:
+    """The study storage with heartbeats on, so a killed search's trials are found and retried.
+    SQLite waits for a lock instead of failing at once, so two searches can share a file."""
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                          grace_period=grace_s,
+                          heartbeat_stale_trial_callback=RequeueInterrupted(MAX_RETRIES))
+
+
+class RequeueInterrupted(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry callback, passing on only the trial's role: the new trial gets its own
+    MLflow run and measurements, never the dead one's."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        fresh = copy.copy(trial)
+        fresh.user_attrs = {key: value for key, value in trial.user_attrs.items()
+                            if key == st.ROLE}
+        super().__call__(study, fresh)
+
+
+def is_interrupted(trial: FrozenTrial) -> bool:
+    """Failed because its search stopped, not because of its config: a FAIL the tuner did not
+    write itself (the stale-trial check), or one it wrote as interrupted."""
+    if trial.state != TrialState.FAIL:
+        return False
+    return trial.user_attrs.get(st.STATUS, INTERRUPTED) == INTERRUPTED
+
+
+def retry_of(trial: FrozenTrial) -> int | None:
+    return trial.system_attrs.get("failed_trial")  # what retried_trial_number reads
+
+
+def requeue(study: optuna.Study, trial_number: int) -> None:
+    """Re-queue a trial this search itself interrupted (SIGTERM), as the stale check would."""
+    frozen = study.get_trials(deepcopy=False)[trial_number]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RequeueInterrupted(MAX_RETRIES)(study, frozen)
+
+
+def fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def ask(study: optuna.Study) -> optuna.Trial:
+    """`study.ask()`, its heartbeat recorded at once so a kill right after cannot hide it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        trial = study.ask()
+    study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+    return trial
+
+
+def settle_running(study: optuna.Study, heartbeat_s: int, grace_s: int,
+                   out: Callable[[str], None]) -> None:
+    """Before a resumed search starts: trials left RUNNING belong either to a search that was
+    killed (their heartbeat has stopped: failed and re-queued) or to one still running on this
+    study (their heartbeat goes on: left alone). Telling them apart takes one grace period."""
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
+        return
+    out(f"trials {_numbers(running)} were running when this study was last used: waiting up to "
+        f"{grace_s + heartbeat_s} s to tell a killed search from a live one")
+    deadline = time.monotonic() + grace_s + heartbeat_s
+    while True:
+        fail_stale(study)
+        still = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        still &= running
+        if not still or time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+    requeued = running - still
+    if requeued:
+        out(f"trials {_numbers(requeued)} were interrupted (their search stopped): re-queued")
+    if still:
+        out(f"trials {_numbers(still)} are still heartbeating: another search is running them")
+
+
+def _numbers(numbers: set[int]) -> str:
+    return ", ".join(str(n) for n in sorted(numbers))
+
+
+class Heartbeats:
+    """A thread that records the heartbeat of every running trial of this search, and of the
+    search itself (its session attr), every `interval_s`."""
+
+    def __init__(self, study: optuna.Study, session: str, interval_s: int) -> None:
+        self.study = study
+        self.session = session
+        self.interval_s = interval_s
+        self.trial_ids: dict[int, int] = {}  # trial number -> trial id
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="tuner-heartbeats", daemon=True)
+        self.errors = 0
+
+    def start(self) -> None:
+        self._beat_session(ended=False)
+        self.thread.start()
+
+    def add(self, trial: optuna.Trial) -> None:
+        with self.lock:
+            self.trial_ids[trial.number] = trial._trial_id
+
+    def remove(self, trial_number: int) -> None:
+        with self.lock:
+            self.trial_ids.pop(trial_number, None)
+
+    def stop(self, ended: bool = True) -> None:
+        """Stop beating; `ended=False` leaves the session for a later search to close."""
+        self.stop_event.set()
+        self.thread.join(timeout=30)
+        try:
+            self._beat_session(ended=ended, beat=time.time() if ended else 0.0)
+        except Exception:  # noqa: BLE001, S110 - a later search closes this session by its age
+            pass
+
+    def _run(self) -> None:
+        storage = self.study._storage
+        while not self.stop_event.wait(self.interval_s):
+            with self.lock:
+                ids = list(self.trial_ids.values())
+            try:
+                for trial_id in ids:
+                    storage.record_heartbeat(trial_id)
+                self._beat_session(ended=False)
+            except Exception:  # noqa: BLE001 - a locked or unreachable database: try next beat
+                self.errors += 1
+
+    def _beat_session(self, ended: bool, beat: float | None = None) -> None:
+        self.study.set_user_attr(SESSION_PREFIX + self.session, {
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "beat": time.time() if beat is None else beat, "ended": ended})
+
+
+def dead_sessions(study: optuna.Study, grace_s: int) -> list[str]:
+    """Searches of this study that stopped without ending (killed): their session ids."""
+    now = time.time()
+    dead = []
+    for key, value in study.user_attrs.items():
+        if not key.startswith(SESSION_PREFIX) or not isinstance(value, dict):
+            continue
+        if not value.get("ended") and now - float(value.get("beat", 0)) > grace_s:
+            dead.append(key.removeprefix(SESSION_PREFIX))
+    return dead
+
+
+def mark_session_ended(study: optuna.Study, session: str, how: str) -> None:
+    attrs: dict[str, Any] = dict(study.user_attrs.get(SESSION_PREFIX + session, {}))
+    attrs.update({"ended": True, "how": how})
+    study.set_user_attr(SESSION_PREFIX + session, attrs)
