@@ -45,3 +45,47 @@ def hangs(**options: Any) -> TinyCNN:
 
 def aborts(**options: Any) -> TinyCNN:
     return _Aborts(**options)
+
+
+class _Chaos(TinyCNN):
+    """Fails at its first training step in the way its batch size picks, so one study can
+    hold every fault (the guard's batch size, 8, is healthy):
+
+    1 raises, 2 aborts (SIGABRT), 3 segfaults, 4 grows its memory until stopped, 5 hangs,
+    64 is the fastest but noisy in every round (median fast, one step in four slow),
+    32 is noisy in its first round only (re-measuring settles it); others are healthy.
+    """
+
+    calls = 0
+
+    def loss(self, output: Any, target: Any) -> Any:
+        batch = output.shape[0]
+        self.calls += 1
+        if batch == 1:
+            raise RuntimeError("deliberate failure in the training step")
+        if batch == 2:
+            os.abort()
+        if batch == 3:
+            import ctypes
+
+            ctypes.string_at(0)  # SIGSEGV
+        if batch == 4:
+            import torch
+
+            hoard = []
+            while True:  # 64 MB a tenth of a second, touched, until the supervisor steps in
+                hoard.append(torch.ones(64 * 2**20, dtype=torch.uint8))
+                time.sleep(0.1)
+        if batch == 5:
+            time.sleep(3600)
+        if batch == 64 and self.calls % 4 == 0:
+            time.sleep(0.5)
+        elif batch != 64:
+            time.sleep(0.01)  # so that 64 is the fastest on its median
+        if batch == 32 and self.calls <= 6 and self.calls % 2 == 0:
+            time.sleep(0.3)
+        return super().loss(output, target)
+
+
+def chaos(**options: Any) -> TinyCNN:
+    return _Chaos(**options)

@@ -210,6 +210,9 @@ class Search:
 
         submitted: list[Submitted] = []
         while st.baseline_trial(self.study) is None:
+            if st.baseline_running(self.study):  # another search of this study measures it
+                self._wait_for_other_baseline()
+                continue
             if not st.baseline_queued(self.study):
                 st.enqueue_baseline(self.study, self.space)
             role = self._launch_into(submitted)  # the baseline runs alone: all read against it
@@ -227,6 +230,13 @@ class Search:
             if not submitted:
                 break
             self._drain(submitted, until_empty=False)
+
+    def _wait_for_other_baseline(self) -> None:
+        if not getattr(self, "_said_waiting", False):
+            self.out("another search of this study is measuring the baseline: waiting for it")
+            self._said_waiting = True
+        time.sleep(self.space.trial.heartbeat_s)
+        rc.fail_stale(self.study)  # if that search died, its baseline is re-queued for us
 
     def _budget_used(self) -> int:
         """Trials that count against the budget: finished for a reason of their own (not

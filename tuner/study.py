@@ -140,6 +140,15 @@ def baseline_queued(study: optuna.Study) -> bool:
     )
 
 
+def baseline_running(study: optuna.Study) -> bool:
+    """True while a baseline trial is RUNNING: ours, another live search's, or a dead search's
+    (which the stale-trial check fails and re-queues within a grace period)."""
+    return any(
+        trial.user_attrs.get(ROLE) == BASELINE
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    )
+
+
 def guard_cache(study: optuna.Study) -> dict[str, float]:
     return json.loads(study.user_attrs.get(GUARD_CACHE, "{}"))
 
