@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,22 @@ SPACES = ROOT / "search_spaces"
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(TESTS)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 sys.path.insert(0, str(TESTS))
+# Searches started by tests take their own host lock, not the one a developer's search holds.
+os.environ.setdefault("TUNER_HOST_LOCK", str(Path(tempfile.gettempdir()) / f"tuner-tests-{os.getpid()}.lock"))
+
+
+def live_trial_processes(marker: str = "tuner-trial-") -> list[str]:
+    """Command lines of live trial processes (read from /proc; zombies left out)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (cmdline.parent / "stat").read_text().split(") ", 1)[1][0]
+        except (OSError, IndexError):
+            continue
+        if "tuner.worker" in args and marker in args and state != "Z":
+            found.append(args)
+    return found
 
 
 @pytest.fixture(scope="session")

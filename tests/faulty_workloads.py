@@ -89,3 +89,16 @@ class _Chaos(TinyCNN):
 
 def chaos(**options: Any) -> TinyCNN:
     return _Chaos(**options)
+
+
+class _Slow(TinyCNN):
+    """A healthy workload whose every step takes at least half a second: trials last long
+    enough for a test to kill their search while they run."""
+
+    def loss(self, output: Any, target: Any) -> Any:
+        time.sleep(0.5)
+        return super().loss(output, target)
+
+
+def slow(**options: Any) -> TinyCNN:
+    return _Slow(**options)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+from conftest import live_trial_processes
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -23,17 +24,7 @@ trial: {time_limit_s: 600}
 
 
 def _trial_processes() -> list[str]:
-    """Command lines of live trial processes of this test's study (read from /proc)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (cmdline.parent / "stat").read_text().split(") ", 1)[1][0]
-        except (OSError, IndexError):
-            continue
-        if "tuner.worker" in args and "tuner-trial-0-" in args and state != "Z":
-            found.append(args)
-    return found
+    return live_trial_processes("tuner-trial-0-")
 
 
 def test_sigterm_closes_running_trial_and_kills_its_process(tmp_path: Path) -> None:

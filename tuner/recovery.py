@@ -27,6 +27,7 @@ from tuner import study as st
 INTERRUPTED = "interrupted"  # status of a trial whose search stopped while it ran
 MAX_RETRIES = 3  # a config whose trial keeps outliving its searches is given up after this
 SESSION_PREFIX = "search:"  # study user attr per search invocation: its heartbeat
+STARTUP_S = 60  # most a search takes from creating its MLflow run to its first heartbeat
 
 
 def open_storage(url: str, heartbeat_s: int, grace_s: int) -> RDBStorage:
@@ -168,16 +169,14 @@ class Heartbeats:
             "beat": time.time() if beat is None else beat, "ended": ended})
 
 
-def dead_sessions(study: optuna.Study, grace_s: int) -> list[str]:
-    """Searches of this study that stopped without ending (killed): their session ids."""
+def search_is_dead(study: optuna.Study, run_id: str, started_s: float, grace_s: int) -> bool:
+    """Whether the search that owns this still-RUNNING MLflow parent run is gone: its session
+    heartbeat stopped without it ending, or it never wrote one (killed while starting)."""
+    session = study.user_attrs.get(SESSION_PREFIX + run_id)
     now = time.time()
-    dead = []
-    for key, value in study.user_attrs.items():
-        if not key.startswith(SESSION_PREFIX) or not isinstance(value, dict):
-            continue
-        if not value.get("ended") and now - float(value.get("beat", 0)) > grace_s:
-            dead.append(key.removeprefix(SESSION_PREFIX))
-    return dead
+    if not isinstance(session, dict):
+        return now - started_s > grace_s + STARTUP_S
+    return not session.get("ended") and now - float(session.get("beat", 0)) > grace_s
 
 
 def mark_session_ended(study: optuna.Study, session: str, how: str) -> None:

@@ -447,13 +447,16 @@ class Search:
 
     def _close_dead_searches(self) -> None:
         """MLflow parent runs of searches of this study that were killed: closed as FAILED."""
-        for session in rc.dead_sessions(self.study, self.space.trial.grace_s):
-            closed = self._mlflow(self.tracker.close_run, session, "FAILED",
-                                  {"tuner.end": "its search process was killed; a later "
-                                                "search resumed the study"})
+        searches = self._mlflow(self.tracker.running_searches, self.study_name)
+        for run_id, started_s in searches if isinstance(searches, list) else []:
+            if not rc.search_is_dead(self.study, run_id, started_s, self.space.trial.grace_s):
+                continue  # a live search of this study, elsewhere
+            closed = self._mlflow(self.tracker.close_run, run_id, "FAILED",
+                                  {"tuner.end": "its search stopped without closing this run "
+                                                "(killed, or MLflow was unreachable)"})
             if closed is not None:
-                rc.mark_session_ended(self.study, session, "killed")
-                self.out(f"closed the MLflow run of an earlier search that was killed ({session})")
+                rc.mark_session_ended(self.study, run_id, "closed by a later search")
+                self.out(f"closed the MLflow run of an earlier search that was killed ({run_id})")
 
     def _derived(self, running: _Running, result: TrialResult) -> dict[str, float]:
         """Metrics the driver adds: cost, speed-up, guard verdict (from the cache if not run)."""

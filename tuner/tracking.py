@@ -139,6 +139,15 @@ class Tracker:
             if not token:
                 return runs
 
+    def running_searches(self, study: str) -> list[tuple[str, float]]:
+        """(run id, start time in s) of this study's search runs still marked RUNNING."""
+        runs = self.client.search_runs(
+            [self.experiment_id], max_results=1000,
+            filter_string=(f"tags.`tuner.kind` = 'search' and tags.`tuner.study` = '{study}' "
+                           "and attributes.status = 'RUNNING'"))
+        return [(run.info.run_id, run.info.start_time / 1000) for run in runs
+                if run.info.run_id != self.parent_run_id]
+
     def close_run(self, run_id: str, status: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 

@@ -1,0 +1,113 @@
+"""`tuner search` killed with SIGKILL at random points, then run again: the study resumes,
+no completed trial is lost or duplicated, interrupted trials are failed and re-queued (Optuna
+heartbeats + its stale-trial retry callback), and nothing is left RUNNING in MLflow."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+from conftest import TESTS, live_trial_processes
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from tuner import study as st
+
+SPACE = """
+study: killed
+workload: {name: "faulty_workloads:slow", options: {image_size: 16}}
+knobs: {batch_size: [8, 16, 32, 64, 128]}
+baseline: {batch_size: 8}
+budget: {trials: 5}
+measure: {warmup_steps: 1, timed_steps: 6, min_timed_steps: 6}
+trial: {time_limit_s: 120, heartbeat_s: 1}
+guard: {steps: 1, batch_size: 8}
+sampler: {name: random, seed: 3}
+"""
+KILLS = 4
+
+
+def _search(folder: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "TUNER_HOST_LOCK": str(folder / "lock")}
+    return subprocess.Popen([sys.executable, "-m", "tuner.cli", "search", "--space", "space.yaml"],
+                            cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _completed(study: optuna.Study) -> dict[int, float]:
+    return {t.number: t.value for t in study.get_trials(states=(TrialState.COMPLETE,))}
+
+
+def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
+    (tmp_path / "space.yaml").write_text(SPACE, encoding="utf-8")
+    storage = f"sqlite:///{tmp_path / 'tuner-runs' / 'optuna.db'}"
+    rng = random.Random(20261123)
+    seen: dict[int, float] = {}
+    for round_number in range(KILLS):
+        search = _search(tmp_path)
+        lines: list[str] = []
+        reader = threading.Thread(target=lines.extend, args=(search.stdout,), daemon=True)
+        reader.start()
+        if round_number == 0:  # while it starts: Ray, stores, the settle step
+            time.sleep(rng.uniform(0.5, 5.0))
+        else:  # anywhere in a trial's life: its process, its measurement, its tell, MLflow
+            deadline = time.monotonic() + 120
+            while not any(" started (" in line for line in lines) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(rng.uniform(0.0, 10.0))
+        search.send_signal(signal.SIGKILL)
+        search.wait(timeout=60)
+        reader.join(timeout=10)
+        deadline = time.monotonic() + 30
+        while live_trial_processes() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not live_trial_processes(), "a trial process outlived its killed search"
+        if (tmp_path / "tuner-runs" / "optuna.db").exists():
+            names = optuna.get_all_study_names(storage)
+            if "killed" in names:
+                now = _completed(optuna.load_study(study_name="killed", storage=storage))
+                assert seen.items() <= now.items()  # nothing completed was lost or changed
+                seen = now
+
+    final = _search(tmp_path)
+    out, _ = final.communicate(timeout=600)
+    assert final.returncode == 0, out
+
+    study = optuna.load_study(study_name="killed", storage=storage)
+    trials = study.get_trials()
+    assert seen.items() <= _completed(study).items()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    print(f"{KILLS} kills: {len(interrupted)} trials interrupted, {len(seen)} completed before "
+          f"the last kill, {len(trials)} trials in all")
+    assert interrupted, "no kill landed while a trial ran: the test proves nothing"
+    assert all(t.user_attrs.get(st.STATUS, "interrupted") == "interrupted" for t in interrupted)
+    counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(counted) == 5  # the budget, interrupted trials not counted
+    for trial in interrupted:  # each was re-queued (Optuna's retry callback)
+        assert any(trial.number in t.system_attrs.get("retry_history", []) for t in trials), \
+            trial.number
+    roots = [t.system_attrs.get("failed_trial", t.number) for t in counted]
+    assert len(roots) == len(set(roots)), "a config completed twice: once and as its retry"
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'tuner-runs' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("killed")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    assert not [r for r in runs if r.info.status == "RUNNING"], "MLflow runs left RUNNING"
+    trial_runs = [r for r in runs if r.data.tags.get("tuner.kind") == "trial"]
+    by_trial = {}
+    for run in trial_runs:
+        by_trial.setdefault(int(run.data.tags["tuner.trial"]), []).append(run)
+    for trial in trials:
+        if trial.state == TrialState.WAITING:
+            continue
+        [run] = by_trial[trial.number]  # exactly one run per trial
+        expected = "FINISHED" if trial.state == TrialState.COMPLETE else "FAILED"
+        assert run.info.status == expected, (trial.number, run.info.status)
