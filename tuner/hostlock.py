@@ -1,4 +1,5 @@
-"""One measuring search per machine when the tuner starts its own local Ray.
+"""Locks: one measuring search per machine when the tuner starts its own local Ray, and one
+search at a time creating a SQLite store.
 
 Two searches that each start a local Ray would each think they own every core, run trials side
 by side and corrupt each other's timings. The second one is refused with a clear message; searches
@@ -8,11 +9,13 @@ an flock, so a killed search releases it with its process.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -55,3 +58,19 @@ def _holder(text: str) -> str:
         return f"pid {info['pid']}, study {info['study']}, started {info['started']}"
     except (ValueError, KeyError, TypeError):
         return "unknown holder"
+
+
+@contextlib.contextmanager
+def creating_sqlite(url: str) -> Iterator[None]:
+    """Hold a lock beside a SQLite database while it is opened (and maybe created): two searches
+    starting at once would otherwise race to create its tables and migrate its schema."""
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(url.removeprefix("sqlite:///") + ".lock")
+    with open(path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

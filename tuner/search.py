@@ -16,7 +16,7 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from tuner import cost, guard
+from tuner import cost, guard, hostlock
 from tuner import recovery as rc
 from tuner import report as rp
 from tuner import study as st
@@ -130,7 +130,6 @@ class Search:
     def run(self) -> Outcome:
         import ray
 
-        from tuner import hostlock
         from tuner.executor import RayExecutor
 
         lock = None
@@ -153,10 +152,12 @@ class Search:
             self.tracker = self._connect_tracker()  # an unreachable server: refused, nothing made
         ensure_local_folders(self.where)
         if not self.where.remote_tracking:
-            self.tracker = self._connect_tracker()
-        self.storage = rc.open_storage(self.where.storage, self.space.trial.heartbeat_s,
-                                       self.space.trial.grace_s)
-        self.study = st.open_study(self.space, self.storage, self.study_name)
+            with hostlock.creating_sqlite(self.where.tracking_uri):
+                self.tracker = self._connect_tracker()
+        with hostlock.creating_sqlite(self.where.storage):
+            self.storage = rc.open_storage(self.where.storage, self.space.trial.heartbeat_s,
+                                           self.space.trial.grace_s)
+            self.study = st.open_study(self.space, self.storage, self.study_name)
         rc.settle_running(self.study, self.space.trial.heartbeat_s, self.space.trial.grace_s,
                           self.out)
         self._close_dead_searches()
