@@ -5,6 +5,7 @@ record, report. The only place where Optuna, Ray and MLflow meet.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -29,7 +30,8 @@ DEFAULT_WORKDIR = Path("tuner-runs")
 WAIT_SLICE_S = 10.0
 PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet terminal is no hang
 SYNC_RETRY_S = 30.0  # how often to retry MLflow writes that failed
-FINAL_SYNC_WAIT_S = 30.0  # at the end, how long to wait for MLflow to answer again
+# at the end, how long to wait for an unreachable MLflow to answer again before giving up
+FINAL_SYNC_WAIT_S = float(os.environ.get("TUNER_MLFLOW_WAIT_S", "30"))
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class Search:
         self.launched = 0
         self.unlogged: set[int] = set()  # finished trials MLflow has not heard of yet
         self.mlflow_down_since: float | None = None
-        self.last_sync_try = 0.0
+        self.last_mlflow_failure = 0.0
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -274,7 +276,7 @@ class Search:
         """While trials run: retry MLflow if it was down, retry dead searches' trials, and say
         which trials are still going."""
         rc.fail_stale(self.study)  # another search of this study died: its trials re-queued
-        if self.unlogged and time.monotonic() - self.last_sync_try >= SYNC_RETRY_S:
+        if self.unlogged and time.monotonic() - self.last_mlflow_failure >= SYNC_RETRY_S:
             self._sync_mlflow(only=set(self.unlogged))
         self._progress_note()
 
@@ -388,15 +390,16 @@ class Search:
         if self._mlflow(self.tracker.record_trial, row) is not None:
             self.unlogged.discard(trial_number)
 
-    def _mlflow(self, call: Callable[..., Any], *args: Any) -> Any:
+    def _mlflow(self, call: Callable[..., Any], *args: Any, force: bool = False) -> Any:
         """An MLflow write that may fail: the search goes on, what was missed is written when
         the server answers again. Says so once per outage."""
-        if self.mlflow_down_since is not None and time.monotonic() - self.last_sync_try < 5:
+        if (not force and self.mlflow_down_since is not None
+                and time.monotonic() - self.last_mlflow_failure < SYNC_RETRY_S):
             return None  # down a moment ago: do not wait on it again for every trial
         try:
             result = call(*args)
         except Exception as error:  # noqa: BLE001 - any tracking failure is an outage
-            self.last_sync_try = time.monotonic()
+            self.last_mlflow_failure = time.monotonic()
             if self.mlflow_down_since is None:
                 self.mlflow_down_since = time.monotonic()
                 first = (str(error).strip().splitlines() or [""])[0][:160]
@@ -412,8 +415,7 @@ class Search:
     def _sync_mlflow(self, only: set[int] | None) -> None:
         from tuner.tracking import sync_trials
 
-        self.last_sync_try = time.monotonic()
-        written = self._mlflow(sync_trials, self.tracker, rp.rows(self.study), only)
+        written = self._mlflow(sync_trials, self.tracker, rp.rows(self.study), only, force=True)
         if written is None:
             return
         self.unlogged -= set(only) if only is not None else set(self.unlogged)
@@ -425,7 +427,6 @@ class Search:
         then say plainly what MLflow lacks (the outcome carries it; the CLI exits with 3)."""
         deadline = time.monotonic() + FINAL_SYNC_WAIT_S
         while True:
-            self.last_sync_try = 0.0
             self._sync_mlflow(only=None)
             if not self.parent_closed and self.mlflow_down_since is None:
                 self.parent_closed = self._finish_parent(outcome, failed)

@@ -42,14 +42,17 @@ UNSUPPORTED_CHOICES = "unsupported_choices"  # "knob=value" -> reason, learnt fr
 TRY_FIRST_DONE = "try_first_enqueued"
 
 
-def make_sampler(space: Space) -> optuna.samplers.BaseSampler:
+def make_sampler(space: Space, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    """The space's sampler. Its seed moves on with the study's trial count: a resumed search
+    with the seed it started with would replay the first search's draws, config for config."""
+    seed = None if space.sampler.seed is None else space.sampler.seed + trials_so_far
     if space.sampler.name == "random":
-        return optuna.samplers.RandomSampler(seed=space.sampler.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # Constraints come from Trial.set_constraint (the guard); TPE reads them itself.
         return optuna.samplers.TPESampler(
-            seed=space.sampler.seed,
+            seed=seed,
             n_startup_trials=space.sampler.startup_trials,
             multivariate=True,
             group=True,  # conditional knobs (compile_mode) form their own group
@@ -64,6 +67,9 @@ def open_study(space: Space, storage: str | optuna.storages.BaseStorage,
         storage=storage, study_name=study_name, sampler=make_sampler(space),
         direction="maximize", load_if_exists=True,
     )
+    done = len(study.get_trials(deepcopy=False))
+    if done:
+        study.sampler = make_sampler(space, done)
     study.set_user_attr(SPACE_SOURCE, space.source)
     study.set_user_attr(OBJECTIVE, space.objective)
     study.set_user_attr(MAX_CV, space.max_cv)

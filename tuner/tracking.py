@@ -22,7 +22,8 @@ from tuner.report import Row
 # An unreachable tracking server must cost seconds, not MLflow's default minutes of retries:
 # the search goes on and logs what it missed when the server is back.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+                 "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # one line a run, on stdout
 
 
 def _now_ms() -> int:
