@@ -66,6 +66,32 @@ def test_bad_flags_are_refused_before_anything_starts(tmp_path: Path,
     assert list(tmp_path.iterdir()) == []
 
 
+STORE_CASES = {  # flag values that pass parsing and fail on the machine: (argv, words)
+    "no postgres driver or server": (["--storage", "postgresql://nobody@127.0.0.1:9/x"],
+                                     "--storage: "),
+    "not a sqlite file": (["--storage", "sqlite:///notes.txt"], "is not a SQLite database"),
+    "workdir is a file": (["--workdir", "notes.txt"], "--workdir: "),
+    "workdir cannot be made": (["--workdir", "/proc/tuner-nope"], "--workdir: cannot create"),
+    "no mlflow server": (["--tracking-uri", "http://127.0.0.1:9"], "--tracking-uri: cannot use"),
+    "unknown study": (["--study", "x"], "no study storage"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STORE_CASES))
+def test_unusable_stores_are_one_line_and_write_nothing(
+        case: str, ray_local, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a database\n", encoding="utf-8")
+    extra, words = STORE_CASES[case]
+    command = ["best", *extra] if case == "unknown study" else [
+        "search", "--space", str(GOOD), *extra]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_validate_and_the_real_entry_point(tmp_path: Path) -> None:
     ok = subprocess.run([sys.executable, "-m", "tuner.cli", "validate", str(GOOD)],
                         capture_output=True, text=True, cwd=tmp_path, check=False)

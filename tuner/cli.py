@@ -10,14 +10,29 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-from tuner.errors import RecordsIncomplete, SearchAborted, UserError
+from tuner.errors import (
+    USAGE_EXIT_CODE,
+    RecordsIncomplete,
+    SearchAborted,
+    UserError,
+    one_line,
+)
 
 EPILOG = "Review trials with: mlflow ui --backend-store-uri sqlite:///tuner-runs/mlflow.db"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like every other error of the tuner."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_EXIT_CODE, f"{self.prog}: error: {one_line(message)} "
+                                   f"(see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tuner", description=(
+    parser = _Parser(prog="tuner", description=(
         "Search how a PyTorch job should run (batch size, workers, dtype, memory format, "
         "torch.compile, threads) with Optuna, Ray and MLflow."), epilog=EPILOG)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -90,7 +105,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from tuner.space import load_space
 
     space = load_space(args.space, args.set)
-    from tuner.search import Search, locations
+    from tuner.search import Search
+    from tuner.stores import locations
 
     where = locations(space, args.workdir, args.storage, args.tracking_uri)
     outcome = Search(space, where, study_name=args.study, trials=args.trials,
@@ -116,9 +132,10 @@ def _cmd_best(args: argparse.Namespace) -> int:
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
         raise UserError(f"--storage: no study storage at {storage.removeprefix('sqlite:///')}; "
                         "run `tuner search` first or pass --storage/--workdir")
-    from tuner.search import check_storage_url
+    from tuner.stores import check_storage_url, preflight_database
 
     check_storage_url(storage)
+    preflight_database(storage, "--storage")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = optuna.get_all_study_names(storage=storage)
     if args.study not in names:
@@ -147,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UserError as error:
-        print(f"tuner: error: {error}", file=sys.stderr)
+        print(f"tuner: error: {one_line(str(error))}", file=sys.stderr)
         return error.exit_code
     except SearchAborted as error:
         print(f"tuner: search stopped: {error}", file=sys.stderr)

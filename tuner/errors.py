@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 USAGE_EXIT_CODE = 2
+
+_SHORT = reprlib.Repr()  # keyword arguments need Python 3.12
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = _SHORT.maxset = 4
+_SHORT.maxlevel = 2
+_SHORT.maxlong = 40
+
+
+def show(value: Any) -> str:
+    """A value for an error message: short, one line, and never expanding a huge structure
+    (YAML aliases can make a small file hold a billion items)."""
+    return _SHORT.repr(value)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 class UserError(Exception):
@@ -19,7 +38,7 @@ class SpaceError(UserError):
         self.field = field
         self.message = message
         where = f"{source}: {field}: " if field else f"{source}: "
-        super().__init__(where + message)
+        super().__init__(one_line(where + message))
 
 
 class SearchAborted(Exception):

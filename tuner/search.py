@@ -24,67 +24,14 @@ from tuner import study as st
 from tuner.errors import SearchAborted, UserError
 from tuner.knobs import numerics_key
 from tuner.space import Space
+from tuner.stores import Locations, ensure_local_folders, preflight
 from tuner.trial import UNSUPPORTED, TrialConfig, TrialResult
 
-DEFAULT_WORKDIR = Path("tuner-runs")
 WAIT_SLICE_S = 10.0
 PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet terminal is no hang
 SYNC_RETRY_S = 30.0  # how often to retry MLflow writes that failed
 # at the end, how long to wait for an unreachable MLflow to answer again before giving up
 FINAL_SYNC_WAIT_S = float(os.environ.get("TUNER_MLFLOW_WAIT_S", "30"))
-
-
-@dataclass(frozen=True)
-class Locations:
-    """Where a search keeps its records; all created on demand, after validation."""
-
-    storage: str
-    tracking_uri: str
-    artifact_root: Path | None
-    best_folder: Path
-    workdir: Path
-
-    @property
-    def remote_tracking(self) -> bool:
-        return self.artifact_root is None
-
-
-def locations(space: Space, workdir: Path, storage: str | None = None,
-              tracking_uri: str | None = None) -> Locations:
-    workdir = workdir.resolve()
-    storage = storage or space.storage or f"sqlite:///{workdir / 'optuna.db'}"
-    tracking_uri = tracking_uri or space.tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
-    check_storage_url(storage)
-    check_tracking_uri(tracking_uri)
-    local_tracking = tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri
-    return Locations(storage=storage, tracking_uri=tracking_uri,
-                     artifact_root=workdir / "mlartifacts" if local_tracking else None,
-                     best_folder=workdir / "best", workdir=workdir)
-
-
-def check_storage_url(url: str) -> None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        make_url(url)
-    except ArgumentError:
-        raise UserError(f"--storage: {url!r} is not a database URL; use e.g. "
-                        "sqlite:///tuner.db or postgresql://user@host/db") from None
-
-
-def check_tracking_uri(uri: str) -> None:
-    schemes = ("sqlite:", "file:", "http:", "https:", "postgresql", "mysql", "databricks")
-    if "://" in uri and not uri.startswith(schemes):
-        raise UserError(f"--tracking-uri: unsupported scheme in {uri!r}; use sqlite:///mlflow.db, "
-                        "http://host:5000, file:/path or a local folder")
-
-
-def ensure_local_folders(where: Locations) -> None:
-    for url in (where.storage, where.tracking_uri):
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    where.workdir.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass
@@ -134,6 +81,7 @@ class Search:
 
         from tuner.executor import RayExecutor
 
+        preflight(self.where)  # bad folders, URLs, databases: refused before anything starts
         lock = None
         if self.ray_address is None and not ray.is_initialized():
             lock = hostlock.acquire(self.study_name)  # before Ray: refused, nothing started
@@ -157,9 +105,7 @@ class Search:
             with hostlock.creating_sqlite(self.where.tracking_uri):
                 self.tracker = self._connect_tracker()
         with hostlock.creating_sqlite(self.where.storage):
-            self.storage = rc.open_storage(self.where.storage, self.space.trial.heartbeat_s,
-                                           self.space.trial.grace_s)
-            self.study = st.open_study(self.space, self.storage, self.study_name)
+            self.study = self._open_study()
         rc.settle_running(self.study, self.space.trial.heartbeat_s, self.space.trial.grace_s,
                           self.out)
         self._close_dead_searches()
@@ -196,6 +142,18 @@ class Search:
             self.heartbeats.stop(ended=self.parent_closed)
         self._final_sync(outcome, failed)
         return outcome
+
+    def _open_study(self) -> Any:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            self.storage = rc.open_storage(self.where.storage, self.space.trial.heartbeat_s,
+                                           self.space.trial.grace_s)
+            return st.open_study(self.space, self.storage, self.study_name)
+        except (SQLAlchemyError, ImportError, OSError) as error:
+            first = (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
+            raise UserError(f"--storage: cannot open the study storage {self.where.storage}: "
+                            f"{type(error).__name__}: {first[:200]}") from None
 
     def _connect_tracker(self) -> Any:
         from tuner.tracking import Tracker

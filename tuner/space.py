@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tuner.errors import SpaceError
+from tuner.errors import SpaceError, show
 from tuner.knobs import REGISTRY, active_values
 from tuner.trial import GuardSettings, MeasureSettings, WorkloadSpec
 from tuner.workloads.registry import BUILTIN_WORKLOADS
@@ -195,11 +195,11 @@ def _apply_override(raw: dict[str, Any], override: str, source: str) -> None:
     key, sep, value_text = override.partition("=")
     if not sep or not key.strip():
         raise SpaceError(source, "--set", f"expected KEY=VALUE (e.g. budget.trials=4), "
-                         f"got {override!r}")
+                         f"got {show(override)}")
     try:
         value = yaml.safe_load(value_text)
     except yaml.YAMLError:
-        raise SpaceError(source, f"--set {key}", f"value {value_text!r} is not valid YAML") from None
+        raise SpaceError(source, f"--set {key}", f"value {show(value_text)} is not valid YAML") from None
     node = raw
     parts = key.strip().split(".")
     for part in parts[:-1]:
@@ -210,6 +210,44 @@ def _apply_override(raw: dict[str, Any], override: str, source: str) -> None:
             raise SpaceError(source, f"--set {key}", f"'{part}' is not a section")
         node = child
     node[parts[-1]] = value
+
+
+OPTIONS_MAX_ITEMS = 10_000
+
+
+def _plain_size(value: Any, limit: int) -> int:
+    """How many values a YAML structure holds with its aliases expanded, counting no further
+    than just past `limit` (a billion-laughs file must cost microseconds, not memory)."""
+    count = 0
+    stack = [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(item.keys())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def _module_exists(dotted: str) -> bool:
+    """Whether `package.module` can be found, without importing anything (importing a user's
+    package to check a name would run its code, with whatever side effects it has)."""
+    from importlib.machinery import PathFinder
+
+    parts = dotted.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return False
+    try:
+        spec = importlib.util.find_spec(parts[0])  # a top-level name imports nothing
+        for part in parts[1:]:
+            if spec is None or not spec.submodule_search_locations:
+                return False
+            spec = PathFinder.find_spec(part, list(spec.submodule_search_locations))
+    except (ImportError, ValueError, OSError):
+        return False
+    return spec is not None
 
 
 def _type_name(value: Any) -> str:
@@ -234,14 +272,16 @@ class _Reader:
         for key in raw:
             if key not in allowed:
                 what = "section" if not field_path else "field"
-                name = f"{field_path}.{key}" if field_path else str(key)
+                plain = (key if isinstance(key, str) and key.isprintable() and len(key) <= 60
+                         else show(key))
+                name = f"{field_path}.{plain}" if field_path else plain
                 raise self.fail(name, f"unknown {what}; allowed: {', '.join(allowed)}")
         return raw
 
     def integer(self, raw: Any, field_path: str, low: int, high: int) -> int:
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise self.fail(field_path, f"must be an integer from {low} to {high}, "
-                            f"got {_type_name(raw)} {raw!r}")
+                            f"got {_type_name(raw)} {show(raw)}")
         if not low <= raw <= high:
             raise self.fail(field_path, f"must be from {low} to {high}, got {raw}")
         return raw
@@ -252,7 +292,7 @@ class _Reader:
                             "-digit number")
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
             raise self.fail(field_path, f"must be a number from {low:g} to {high:g}, "
-                            f"got {_type_name(raw)} {raw!r}")
+                            f"got {_type_name(raw)} {show(raw)}")
         if not low <= raw <= high:
             raise self.fail(field_path, f"must be from {low:g} to {high:g}, got {raw:g}")
         return float(raw)
@@ -261,14 +301,14 @@ class _Reader:
         if not isinstance(raw, str) or not raw.strip():
             raise self.fail(field_path, f"must be a non-empty string, got {_type_name(raw)}")
         if allowed is not None and raw not in allowed:
-            raise self.fail(field_path, f"must be one of {', '.join(allowed)}; got {raw!r}")
+            raise self.fail(field_path, f"must be one of {', '.join(allowed)}; got {show(raw)}")
         return raw
 
     def space(self, raw: dict[str, Any], default_study: str) -> Space:
         self.mapping(raw, "", SECTIONS)
         study = self.string(raw.get("study", default_study), "study")
         if not all(c.isalnum() or c in "-_." for c in study):
-            raise self.fail("study", f"use letters, digits, '-', '_' or '.', got {study!r}")
+            raise self.fail("study", f"use letters, digits, '-', '_' or '.', got {show(study)}")
         if "knobs" not in raw:
             raise self.fail("knobs", "missing section; list the knobs to search, e.g. "
                             "knobs: {batch_size: [16, 32, 64]}")
@@ -280,7 +320,7 @@ class _Reader:
         return Space(
             source=self.source,
             study=study,
-            description=str(raw.get("description", "") or ""),
+            description=self.optional_string(raw.get("description"), "description") or "",
             workload=self.workload(raw.get("workload")),
             objective=self.string(raw.get("objective", "samples_per_sec"), "objective", OBJECTIVES),
             knobs=knobs,
@@ -317,20 +357,19 @@ class _Reader:
         if ":" in name:
             module, _, factory = name.partition(":")
             if not module or not factory.isidentifier():
-                raise self.fail("workload.name", f"expected 'package.module:factory', got {name!r}")
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except Exception:  # noqa: BLE001 - a parent package that fails to import
-                found = False
-            if not found:
-                raise self.fail("workload.name", f"module {module!r} not found; install it or "
+                raise self.fail("workload.name", f"expected 'package.module:factory', got {show(name)}")
+            if not _module_exists(module):
+                raise self.fail("workload.name", f"module {show(module)} not found; install it or "
                                 "add it to PYTHONPATH")
         elif name not in BUILTIN_WORKLOADS:
-            raise self.fail("workload.name", f"unknown workload {name!r}; built-in: "
+            raise self.fail("workload.name", f"unknown workload {show(name)}; built-in: "
                             f"{', '.join(BUILTIN_WORKLOADS)}, or 'package.module:factory'")
         options = data.get("options") or {}
         if not isinstance(options, dict):
             raise self.fail("workload.options", f"must be a mapping, got {_type_name(options)}")
+        if _plain_size(options, OPTIONS_MAX_ITEMS) > OPTIONS_MAX_ITEMS:
+            raise self.fail("workload.options", f"holds more than {OPTIONS_MAX_ITEMS:,} values "
+                            "(YAML aliases expand); pass big inputs as a file path")
         try:  # options travel to the trial process as JSON
             encoded = json.dumps(options, allow_nan=False)
         except (TypeError, ValueError, RecursionError) as error:
@@ -409,7 +448,7 @@ class _Reader:
         for name, value in active_values(values).items():
             space = knobs.get(name)
             if space is not None and not space.contains(value):
-                raise self.fail(f"baseline.{name}", f"{value!r} is not among knobs.{name} "
+                raise self.fail(f"baseline.{name}", f"{show(value)} is not among knobs.{name} "
                                 f"{space.describe()}; add it there or change the baseline "
                                 "(the baseline is the study's first trial)")
         return values
@@ -470,7 +509,7 @@ class _Reader:
                 raise self.fail(field_path, "is empty; give at least one knob value")
             for name, value in data.items():
                 if not knobs[name].contains(value):
-                    raise self.fail(f"{field_path}.{name}", f"{value!r} is not among knobs.{name} "
+                    raise self.fail(f"{field_path}.{name}", f"{show(value)} is not among knobs.{name} "
                                     f"{knobs[name].describe()}")
             configs.append(dict(data))
         return tuple(configs)
@@ -481,8 +520,8 @@ class _Reader:
             price_per_hour=self.number(data.get("price_per_hour", 1.0), "cost.price_per_hour",
                                        1e-9, 1e6),
             currency=self.string(data.get("currency", "USD"), "cost.currency"),
-            instance=str(data.get("instance", "") or ""),
-            source=str(data.get("source", "") or ""),
+            instance=self.optional_string(data.get("instance"), "cost.instance") or "",
+            source=self.optional_string(data.get("source"), "cost.source") or "",
         )
 
     def sampler(self, raw: Any) -> Sampler:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from tuner.errors import show
+
 
 @dataclass
 class RunSetup:
@@ -77,11 +79,11 @@ class Knob:
         """Return the choice normalised, or raise ValueError saying what is allowed."""
         if self.allowed is not None:
             if value not in self.allowed:
-                raise ValueError(f"must be one of {list(self.allowed)}, got {value!r}")
+                raise ValueError(f"must be one of {list(self.allowed)}, got {show(value)}")
             return value
         if self.integer:
             if isinstance(value, bool) or not isinstance(value, int) or value < self.min_value:
-                raise ValueError(f"must be an integer >= {self.min_value}, got {value!r}")
+                raise ValueError(f"must be an integer >= {self.min_value}, got {show(value)}")
             return value
         return value
 

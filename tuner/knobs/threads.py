@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tuner.errors import show
 from tuner.knobs.base import Host, Knob, RunSetup
 
 DEFAULT = "default"
@@ -25,7 +26,7 @@ class IntraOpThreads(Knob):
         if value == DEFAULT:
             return value
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"must be 'default' or an integer >= 1, got {value!r}")
+            raise ValueError(f"must be 'default' or an integer >= 1, got {show(value)}")
         return value
 
     def cpus(self, value: Any, node_cpus: int) -> int:
