@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
@@ -24,7 +25,7 @@ from space_strategies import NASTY_TEXTS, VALID, documents, dump
 
 from tuner.cli import main as cli
 from tuner.errors import SpaceError
-from tuner.space import parse_space
+from tuner.space import SECTIONS, parse_space
 
 
 class Tally:
@@ -43,7 +44,12 @@ class Tally:
                 self.bad.append(message[:200])
             else:
                 self.outcomes["refused in one line"] += 1
-                self.fields[error.field.split(".")[0].split("[")[0] or "(file)"] += 1
+                section = error.field.split(".")[0].split("[")[0]
+                if section.startswith("--set"):
+                    section = "--set"
+                elif section and section not in SECTIONS:
+                    section = "(unknown section)"
+                self.fields[section or "(whole file)"] += 1
             return False
         except Exception as error:  # noqa: BLE001 - what this script counts
             self.outcomes["other"] += 1
@@ -56,6 +62,13 @@ class Tally:
 def run(examples: int, strategy: hs.SearchStrategy, check: object) -> None:
     settings(max_examples=examples, deadline=None, database=None,
              suppress_health_check=list(HealthCheck))(given(strategy)(check))()
+
+
+def _loader(tally: Tally, make: Any) -> Any:
+    def check(value: object) -> None:
+        tally.load(*make(value))
+
+    return check
 
 
 def main() -> None:
@@ -75,7 +88,7 @@ def main() -> None:
     ):
         tally = Tally()
         started = time.perf_counter()
-        run(examples, strategy, lambda value, tally=tally, make=make: tally.load(*make(value)))
+        run(examples, strategy, _loader(tally, make))
         rows.append((name, tally, time.perf_counter() - started))
     tally = Tally()
     for text in NASTY_TEXTS:

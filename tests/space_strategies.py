@@ -89,8 +89,18 @@ def dump(doc: Any) -> str:
     return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
 
 
+def billion_laughs(levels: int = 10) -> str:
+    """Nine values, then each level nine aliases of the one below: 9**levels once expanded."""
+    lines = ["    a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, levels):
+        lines.append(f"    a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 9)}]")
+    return ("workload:\n  name: tiny_cnn\n  options:\n" + "\n".join(lines)
+            + "\nknobs: {batch_size: [8]}\nbaseline: {batch_size: 8}\n")
+
+
 # Texts no YAML dumper writes: syntax errors, tags, aliases, nesting, encodings.
 NASTY_TEXTS = [
+    billion_laughs(),
     "", "\n", "---\n...\n", "\ufeffknobs: {batch_size: [8]}\nworkload: tiny_cnn\n",
     "knobs: [1", "knobs:\n\t- 1\n", "workload: !!python/object/apply:os.system [ls]\n",
     "a: &a [*a]\nknobs: *a\nworkload: tiny_cnn\n",

@@ -166,7 +166,8 @@ def failures_by_reason(all_rows: list[Row]) -> list[tuple[str, int]]:
     for members in sorted(groups.values(), key=len, reverse=True):
         first = members[0]
         text = (f"{first.status}: {first.reason}" if first.status != "ok"
-                else f"noisy: step-time cv {first.metrics.get('step_time_cv', 0.0):.0%}")
+                else f"noisy: step-time cv {first.metrics.get('step_time_cv', 0.0):.0%} after "
+                     f"{first.metrics.get('measure_rounds', 1):.0f} rounds, not ranked")
         numbers = ", ".join(str(r.number) for r in members[:8]) + (", ..." if len(members) > 8
                                                                    else "")
         result.append((f"{text[:160]} (trial{'s' if len(members) > 1 else ''} {numbers})",

@@ -497,6 +497,9 @@ class Search:
         if not result.ok:
             return f"  trial {number} {result.status}: {result.reason}  [{elapsed}]"
         verdict = "REJECTED" if violation > 0 else "ok"
+        if metrics.get("noisy"):
+            verdict = (f"NOISY after {metrics.get('measure_rounds', 1):.0f} rounds, never "
+                       "ranked")
         speedup = metrics.get("speedup", 0.0)
         line = (f"  trial {number} {verdict}: {metrics['samples_per_sec']:.2f} samples/s "
                 f"({speedup:.2f}x baseline), {metrics['samples_per_dollar']:,.0f} "
