@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,9 +120,10 @@ class Search:
         self.out(f"study {self.study_name}: {self.to_run} trials to run "
                  f"({done_before} already done), {self.space.size()} configs in the space, "
                  f"time budget {_duration(self.timeout_s)}")
-        parent = self.tracker.start_search(self.study_name, self.space.source,
-                                           {"tuner.objective": self.space.objective})
-        self.heartbeats = rc.Heartbeats(self.study, parent, self.space.trial.heartbeat_s)
+        parent = self._mlflow(self.tracker.start_search, self.study_name, self.space.source,
+                              {"tuner.objective": self.space.objective})
+        session = parent if isinstance(parent, str) else f"unlogged-{uuid.uuid4().hex}"
+        self.heartbeats = rc.Heartbeats(self.study, session, self.space.trial.heartbeat_s)
         self.heartbeats.start()
         self.out(f"ray: {self.executor.node_cpus} CPUs per node; up to "
                  f"{self.space.trial.max_concurrent} trial(s) at a time; "
