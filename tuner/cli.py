@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_locations(best)
     best.add_argument("--top", type=_positive_int, default=10, help="rows in the table")
 
+    commands.add_parser("doctor", help="what this machine has, and which knob choices it can run")
+
     validate = commands.add_parser("validate", help="check a space file without running it")
     validate.add_argument("space", help="search-space YAML file")
     validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -156,7 +158,15 @@ def _cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"search": _cmd_search, "best": _cmd_best, "validate": _cmd_validate}
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from tuner.doctor import report
+
+    print(report())
+    return 0
+
+
+COMMANDS = {"search": _cmd_search, "best": _cmd_best, "validate": _cmd_validate,
+            "doctor": _cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

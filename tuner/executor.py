@@ -10,6 +10,7 @@ memory) into a TrialResult.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import signal
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuner import cores
 from tuner.errors import UserError
 from tuner.knobs import REGISTRY
 from tuner.trial import CRASHED, FAILED, OOM, TIMEOUT, TrialConfig, TrialResult
@@ -43,7 +45,10 @@ def trial_env(base: dict[str, str], knobs: dict[str, Any]) -> tuple[dict[str, st
     env = {key: value for key, value in base.items() if key not in INHERITED_VARS_REMOVED}
     explicit: dict[str, str] = {}
     for name, value in knobs.items():
-        explicit.update(REGISTRY[name].process_env(value))
+        for key, setting in REGISTRY[name].process_env(value).items():
+            if key == "LD_PRELOAD" and key in explicit:  # an allocator and an OpenMP runtime
+                setting = f"{explicit[key]}:{setting}"
+            explicit[key] = setting
     env.update(explicit)
     env["PYTHONUNBUFFERED"] = "1"
     return env, explicit
@@ -55,6 +60,9 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
     env, explicit = trial_env(dict(os.environ), config.knobs)
     memory_limit_mb = config.memory_limit_mb or default_memory_limit_mb(config.memory_share)
     env["TUNER_MEMORY_LIMIT_MB"] = str(memory_limit_mb)
+    pinned = config.exclusive_cores or any(REGISTRY[name].pins_cores(value)
+                                           for name, value in config.knobs.items())
+    core_set = cores.claim(config.cpus or 1) if pinned else None
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"tuner-trial-{config.trial_number}-") as folder:
         config_path = Path(folder, "config.json")
@@ -70,10 +78,15 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
                 [sys.executable, "-m", "tuner.worker", str(config_path), str(result_path)],
                 env=env, stdin=subprocess.DEVNULL, stdout=stderr, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: a kill takes its children too
-                preexec_fn=_child_setup(memory_limit_mb),  # noqa: PLW1509 - two syscalls, no locks
+                preexec_fn=_child_setup(memory_limit_mb, core_set),  # noqa: PLW1509 - syscalls only
             )
-            returncode, timed_out, memory_mb = _supervise(process, time_limit_s, memory_limit_mb)
-            _kill_group(process)  # DataLoader workers or compile workers left behind
+            try:
+                returncode, timed_out, memory_mb = _supervise(process, time_limit_s,
+                                                              memory_limit_mb)
+            finally:
+                _kill_group(process)  # DataLoader workers or compile workers left behind
+                if core_set is not None:
+                    cores.release()
         stderr_tail = stderr_path.read_text(encoding="utf-8", errors="replace")[-STDERR_TAIL_CHARS:]
         if timed_out:
             result = TrialResult(status=TIMEOUT,
@@ -90,6 +103,7 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
     result.info.update({
         "env_set": explicit,
         "memory_limit_mb": memory_limit_mb,
+        "pinned_cores": core_set or [],
         "node_id": _node_id(),
         "hostname": socket.gethostname(),
         "wall_s": time.monotonic() - started,
@@ -157,9 +171,10 @@ def _load_prctl() -> object | None:
 _PRCTL = _load_prctl()  # resolved here: the forked child must not import or take locks
 
 
-def _child_setup(memory_limit_mb: int) -> Any:
+def _child_setup(memory_limit_mb: int, core_set: list[int] | None) -> Any:
     """What the child runs before exec: SIGKILL it if its supervisor dies (Ctrl-C,
-    ray.shutdown, a lost node), so no trial outlives its search; and a hard cap on its data
+    ray.shutdown, a lost node), so no trial outlives its search; pin it to its own cores if it
+    has some (its threads and DataLoader workers inherit the mask); and a hard cap on its data
     segment, above the resident-memory cap, so one huge allocation fails at once instead of
     taking the host down between two checks."""
     data_limit = (memory_limit_mb + ADDRESS_SPACE_HEADROOM_MB) * 2**20
@@ -167,6 +182,8 @@ def _child_setup(memory_limit_mb: int) -> Any:
     def setup() -> None:
         if _PRCTL is not None:
             _PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if core_set:
+            os.sched_setaffinity(0, core_set)
         try:
             resource.setrlimit(resource.RLIMIT_DATA, (data_limit, data_limit))
         except (ValueError, OSError):
@@ -268,6 +285,7 @@ class RayExecutor:
 
     def submit(self, config: TrialConfig) -> Submitted:
         cpus = self.cpus_for(config.knobs)
+        config = dataclasses.replace(config, cpus=cpus)
         ref = self._remote.options(num_cpus=cpus, max_retries=0).remote(
             config.to_json(), config.time_limit_s)
         return Submitted(config=config, ref=ref, cpus=cpus, started=time.monotonic())

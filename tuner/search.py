@@ -31,6 +31,9 @@ from tuner.trial import UNSUPPORTED, TrialConfig, TrialResult
 WAIT_SLICE_S = 10.0
 PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet terminal is no hang
 SYNC_RETRY_S = 30.0  # how often to retry MLflow writes that failed
+# what the storage keeps of where and how a trial ran (the rest of result.info is transient)
+INFO_KEPT = ("note", "node_id", "hostname", "env_set", "versions", "memory_limit_mb",
+             "pinned_cores", "affinity", "preloaded", "torch_threads", "interop_threads")
 # at the end, how long to wait for an unreachable MLflow to answer again before giving up
 FINAL_SYNC_WAIT_S = float(os.environ.get("TUNER_MLFLOW_WAIT_S", "30"))
 
@@ -267,6 +270,7 @@ class Search:
             time_limit_s=self.space.trial.time_limit_s, seed=self.space.guard.seed,
             memory_limit_mb=self.space.trial.memory_mb,
             memory_share=self.space.trial.max_concurrent,
+            exclusive_cores=self.space.trial.max_concurrent > 1,
         )
         tags = {"tuner.role": role, "tuner.numerics": key}
         if retry is not None:
@@ -319,9 +323,7 @@ class Search:
                 result.reason = self._guard_reason(metrics)
         if result.status == UNSUPPORTED and result.info.get("unsupported_choice"):
             st.remember_unsupported(self.study, result.info["unsupported_choice"], result.reason)
-        info = {key: result.info[key] for key in ("note", "node_id", "hostname", "env_set",
-                                                  "versions", "memory_limit_mb")
-                if key in result.info}
+        info = {key: result.info[key] for key in INFO_KEPT if key in result.info}
         attrs = {st.STATUS: result.status, st.REASON: result.reason, st.METRICS: metrics,
                  st.CONSTRAINT: violation, st.STEP_TIMES: result.step_times_s,
                  st.GUARD_LOSSES: result.guard_losses, st.INFO: info}

@@ -194,6 +194,8 @@ def outcome_tags(row: Row) -> dict[str, str]:
         "tuner.node_id": str(info.get("node_id", "")),
         "tuner.hostname": str(info.get("hostname", "")),
         "tuner.env_set": " ".join(f"{k}={v}" for k, v in sorted(info.get("env_set", {}).items())),
+        "tuner.affinity": ",".join(map(str, info.get("affinity", []))),
+        "tuner.preloaded": " ".join(info.get("preloaded", [])),
         **{f"version.{name}": str(value) for name, value in info.get("versions", {}).items()},
     }
 

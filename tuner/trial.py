@@ -66,6 +66,8 @@ class TrialConfig:
     seed: int = 0
     memory_limit_mb: int | None = None  # None: a share of the node's memory (see executor)
     memory_share: int = 1  # trials that may run at once on a node: they split its memory
+    cpus: int = 0  # cores the trial was given by Ray (its pinned core set's size)
+    exclusive_cores: bool = False  # trials run side by side: pin each to cores of its own
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -84,6 +86,8 @@ class TrialConfig:
             seed=raw.get("seed", 0),
             memory_limit_mb=raw.get("memory_limit_mb"),
             memory_share=raw.get("memory_share", 1),
+            cpus=raw.get("cpus", 0),
+            exclusive_cores=raw.get("exclusive_cores", False),
         )
 
 

@@ -45,16 +45,24 @@ def run_trial(config: TrialConfig) -> TrialResult:
 
     import torch
 
-    from tuner import guard, measure
+    from tuner import guard, measure, runtime_libs
     from tuner.runner import TrainRun
     from tuner.workloads import build_workload
 
     setup = RunSetup(device="cpu")
     for name, value in values.items():
         REGISTRY[name].apply(value, setup)
+    if setup.interop_threads is not None:  # before any inter-op work, or torch refuses
+        torch.set_num_interop_threads(setup.interop_threads)
     if setup.intra_op_threads is not None:
         torch.set_num_threads(setup.intra_op_threads)
     info["torch_threads"] = torch.get_num_threads()
+    info["interop_threads"] = torch.get_num_interop_threads()
+    info["affinity"] = sorted(os.sched_getaffinity(0))
+    info["preloaded"] = runtime_libs.preloaded_in_this_process()
+    info["omp_env"] = {key: os.environ[key] for key in sorted(os.environ)
+                       if key.startswith(("OMP_", "KMP_", "MKL_")) or key in ("LD_PRELOAD",
+                                                                             "MALLOC_CONF")}
     info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
 
     workload = build_workload(config.workload)

@@ -6,13 +6,15 @@ applied in this order.
 
 from __future__ import annotations
 
+from tuner.knobs.allocator import Allocator
 from tuner.knobs.base import Host, Knob, RunSetup
 from tuner.knobs.batch import BatchSize
 from tuner.knobs.compile import CompileBackend, CompileMode
 from tuner.knobs.loader import NumWorkers
 from tuner.knobs.memory_format import MemoryFormat
+from tuner.knobs.openmp import Affinity, OpenMPRuntime
 from tuner.knobs.precision import AutocastDtype
-from tuner.knobs.threads import IntraOpThreads
+from tuner.knobs.threads import InterOpThreads, IntraOpThreads
 
 REGISTRY: dict[str, Knob] = {
     knob.name: knob
@@ -24,6 +26,10 @@ REGISTRY: dict[str, Knob] = {
         CompileBackend(),
         CompileMode(),
         IntraOpThreads(),
+        InterOpThreads(),
+        Allocator(),
+        OpenMPRuntime(),
+        Affinity(),
     )
 }
 

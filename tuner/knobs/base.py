@@ -26,6 +26,7 @@ class RunSetup:
     batch_size: int = 32
     num_workers: int = 0
     intra_op_threads: int | None = None  # None: torch's default
+    interop_threads: int | None = None  # None: torch's default
     autocast_dtype: str | None = None  # "bfloat16" / "float16"; None: no autocast
     channels_last: bool = False
     compile_options: dict[str, Any] | None = None  # kwargs of torch.compile; None: eager
@@ -98,8 +99,13 @@ class Knob:
         return 0
 
     def process_env(self, value: Any) -> dict[str, str]:
-        """Environment variables the trial process must start with."""
+        """Environment variables the trial process must start with (LD_PRELOAD values of
+        several knobs are joined)."""
         return {}
+
+    def pins_cores(self, value: Any) -> bool:
+        """Whether this choice pins the trial process to its own cores."""
+        return False
 
     def unsupported_reason(self, value: Any, host: Host) -> str | None:
         """Why this worker cannot honour the choice, or None if it can."""

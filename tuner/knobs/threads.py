@@ -1,4 +1,5 @@
-"""Intra-op threads: torch.set_num_threads plus OMP/MKL variables set before torch starts.
+"""Threads: intra-op (torch.set_num_threads plus OMP/MKL variables set before torch starts)
+and inter-op (torch.set_num_interop_threads).
 
 "default" leaves torch's own choice (one thread per physical core), which is what an
 unoptimised job gets; the variables inherited from the parent (Ray sets OMP_NUM_THREADS in its
@@ -23,11 +24,7 @@ class IntraOpThreads(Knob):
     min_value = 1
 
     def check_choice(self, value: Any) -> Any:
-        if value == DEFAULT:
-            return value
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"must be 'default' or an integer >= 1, got {show(value)}")
-        return value
+        return _thread_count(value)
 
     def cpus(self, value: Any, node_cpus: int) -> int:
         return node_cpus if value == DEFAULT else int(value)
@@ -45,3 +42,30 @@ class IntraOpThreads(Knob):
 
     def apply(self, value: Any, setup: RunSetup) -> None:
         setup.intra_op_threads = None if value == DEFAULT else int(value)
+
+
+class InterOpThreads(Knob):
+    name = "interop_threads"
+    help = "inter-op threads (torch.set_num_interop_threads); 'default' = torch's choice"
+    default = DEFAULT
+    integer = True
+    min_value = 1
+
+    def check_choice(self, value: Any) -> Any:
+        return _thread_count(value)
+
+    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+        if value != DEFAULT and int(value) > host.cpu_count:
+            return f"interop_threads={value}: this worker has only {host.cpu_count} usable cores"
+        return None
+
+    def apply(self, value: Any, setup: RunSetup) -> None:
+        setup.interop_threads = None if value == DEFAULT else int(value)
+
+
+def _thread_count(value: Any) -> Any:
+    if value == DEFAULT:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"must be 'default' or an integer >= 1, got {show(value)}")
+    return value

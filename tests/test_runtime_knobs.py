@@ -1,0 +1,110 @@
+"""The CPU runtime knobs, seen from inside the trial process: threads, the affinity mask, the
+preloaded allocator and OpenMP runtime; disjoint cores for trials side by side; `tuner doctor`."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tuner import runtime_libs
+from tuner.cli import main
+from tuner.executor import run_trial_process
+from tuner.trial import (
+    OK,
+    UNSUPPORTED,
+    GuardSettings,
+    MeasureSettings,
+    TrialConfig,
+    TrialResult,
+    WorkloadSpec,
+)
+
+KNOBS = {"batch_size": 16, "num_workers": 0, "dtype": "fp32", "memory_format": "contiguous",
+         "compile": "none", "threads": 1}
+
+
+def _run(workload: str = "tiny_cnn", cpus: int = 1, exclusive: bool = False,
+         **knobs: object) -> TrialResult:
+    config = TrialConfig(
+        study="t", trial_number=1, workload=WorkloadSpec(workload, {}), knobs={**KNOBS, **knobs},
+        measure=MeasureSettings(warmup_steps=1, timed_steps=3, min_timed_steps=3),
+        guard=GuardSettings(run=False), time_limit_s=120, cpus=cpus, exclusive_cores=exclusive)
+    return TrialResult.from_dict(run_trial_process(config.to_json(), config.time_limit_s))
+
+
+def test_threads_reach_the_child() -> None:
+    result = _run(threads=1, interop_threads=1)
+    assert result.status == OK, result.reason
+    assert result.info["torch_threads"] == 1 and result.info["interop_threads"] == 1
+    assert result.info["omp_env"]["OMP_NUM_THREADS"] == "1"
+
+
+@pytest.mark.parametrize(("knob", "choice", "library"), [
+    ("allocator", "jemalloc", "jemalloc"), ("allocator", "tcmalloc", "tcmalloc"),
+    ("omp_runtime", "iomp", "iomp")])
+def test_preloaded_library_is_mapped_in_the_child_or_skipped_with_its_fix(
+        knob: str, choice: str, library: str) -> None:
+    result = _run(**{knob: choice})
+    path = runtime_libs.find(library)
+    if path is None:  # this machine lacks it: skipped cheaply, saying how to get it
+        assert result.status == UNSUPPORTED
+        assert result.reason == runtime_libs.missing_reason(library)
+        assert "install" in result.reason
+        return
+    assert result.status == OK, result.reason
+    assert str(path.resolve()) in result.info["preloaded"]  # mapped: read from /proc/self/maps
+    assert str(path) in result.info["env_set"]["LD_PRELOAD"]  # set explicitly, and recorded
+    if choice == "jemalloc":
+        assert result.info["env_set"]["MALLOC_CONF"] == runtime_libs.JEMALLOC_CONF
+
+
+def test_allocator_and_openmp_preloads_are_joined() -> None:
+    if runtime_libs.find("jemalloc") is None or runtime_libs.find("iomp") is None:
+        pytest.skip("needs jemalloc and intel-openmp (installed by .ci/run)")
+    result = _run(allocator="jemalloc", omp_runtime="iomp")
+    assert result.status == OK, result.reason
+    assert result.info["env_set"]["LD_PRELOAD"].count(":") == 1
+    assert {str(runtime_libs.find(name).resolve()) for name in ("jemalloc", "iomp")} <= set(
+        result.info["preloaded"])
+
+
+def test_affinity_cores_pins_the_child() -> None:
+    result = _run(affinity="cores", cpus=1)
+    assert result.status == OK, result.reason
+    assert len(result.info["affinity"]) == 1
+    assert result.info["affinity"] == result.info["pinned_cores"]
+    assert result.info["env_set"]["OMP_PROC_BIND"] == "close"
+    unpinned = _run(affinity="none")
+    assert len(unpinned.info["affinity"]) >= 1 and unpinned.info["pinned_cores"] == []
+
+
+def test_two_trials_side_by_side_get_disjoint_cores() -> None:
+    results: list[TrialResult] = []
+    spans: list[tuple[float, float]] = []
+
+    def one() -> None:
+        started = time.monotonic()
+        results.append(_run("faulty_workloads:slow", cpus=1, exclusive=True))
+        spans.append((started, time.monotonic()))
+
+    workers = [threading.Thread(target=one) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert all(r.status == OK for r in results), [r.reason for r in results]
+    first, second = (set(r.info["affinity"]) for r in results)
+    assert first and second and not first & second  # never a shared core
+    (a0, a1), (b0, b1) = spans
+    assert a0 < b1 and b0 < a1  # they really ran at the same time
+
+
+def test_doctor_says_what_this_machine_can_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for words in ("cpu:", "isa: ", "AVX512-BF16", "memory:", "torch:", "IPEX:",
+                  "libraries a trial can preload:", "jemalloc:", "tcmalloc:", "iomp:",
+                  "versions: ", "knob choices on this machine:", "allocator: default"):
+        assert words in out, words
