@@ -108,3 +108,16 @@ def test_doctor_says_what_this_machine_can_run(capsys: pytest.CaptureFixture[str
                   "libraries a trial can preload:", "jemalloc:", "tcmalloc:", "iomp:",
                   "versions: ", "knob choices on this machine:", "allocator: default"):
         assert words in out, words
+
+
+def test_ipex_is_optional_and_says_why_it_cannot_run() -> None:
+    from tuner.knobs.ipex import ipex_problem
+
+    result = _run(ipex="optimize")
+    problem = ipex_problem()
+    if problem is None:  # a matching IPEX is installed: it really runs
+        assert result.status == OK, result.reason
+        return
+    assert result.status == UNSUPPORTED
+    assert result.reason == f"ipex=optimize: {problem}"
+    assert "torch 2.8" in result.reason

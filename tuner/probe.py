@@ -11,19 +11,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-
-def ipex_status(torch_version: str) -> str:
-    """IPEX is optional and archived upstream: say whether it is here and fits this torch,
-    without importing it (a mismatched IPEX fails loudly at import)."""
-    try:
-        version = metadata.version("intel_extension_for_pytorch")
-    except metadata.PackageNotFoundError:
-        return ("not installed (optional; its last release, 2.8.0, requires torch 2.8: "
-                f"this torch is {torch_version})")
-    if version.split(".")[:2] != torch_version.split("+")[0].split(".")[:2]:
-        return f"{version} installed, but it requires torch {'.'.join(version.split('.')[:2])}: " \
-               f"this torch is {torch_version}, so it cannot be used"
-    return f"{version} installed, matches torch {torch_version}"
+from tuner.knobs.ipex import PACKAGE, ipex_problem
 
 
 def knob_choices() -> dict[str, list[Any]]:
@@ -53,7 +41,7 @@ def probe() -> dict[str, Any]:
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         if torch.cuda.is_available() else [],
         "cxx_compiler": host.cxx_compiler,
-        "ipex": ipex_status(torch.__version__),
+        "ipex": ipex_problem() or f"{metadata.version(PACKAGE)}, matches this torch",
         "availability": availability,
     }
 

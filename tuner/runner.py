@@ -28,6 +28,11 @@ class TrainRun:
             model = model.to(memory_format=torch.channels_last)
         model.train()
         self.optimizer = workload.optimizer(model)
+        if setup.ipex_optimize:  # the knob checked IPEX matches this torch before we got here
+            import intel_extension_for_pytorch as ipex
+
+            dtype = torch.bfloat16 if setup.autocast_dtype == "bfloat16" else None
+            model, self.optimizer = ipex.optimize(model, optimizer=self.optimizer, dtype=dtype)
         self.model = model
         self.forward = (torch.compile(model, **setup.compile_options)
                         if setup.compile_options is not None else model)

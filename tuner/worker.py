@@ -32,7 +32,9 @@ def run_trial(config: TrialConfig) -> TrialResult:
     """Apply the knobs, time the workload, run the guard. Raises on trial errors."""
     from tuner.knobs import REGISTRY, Host, RunSetup
 
-    info: dict[str, object] = {"pid": os.getpid(), "versions": _versions()}
+    info: dict[str, object] = {"pid": os.getpid(), "versions": _versions(),
+                               # the process's cores, read before OpenMP binds its threads
+                               "affinity": sorted(os.sched_getaffinity(0))}
     started = time.perf_counter()
     host = Host.detect()
     info["worker_cpus"] = host.cpu_count
@@ -58,7 +60,6 @@ def run_trial(config: TrialConfig) -> TrialResult:
         torch.set_num_threads(setup.intra_op_threads)
     info["torch_threads"] = torch.get_num_threads()
     info["interop_threads"] = torch.get_num_interop_threads()
-    info["affinity"] = sorted(os.sched_getaffinity(0))
     info["preloaded"] = runtime_libs.preloaded_in_this_process()
     info["omp_env"] = {key: os.environ[key] for key in sorted(os.environ)
                        if key.startswith(("OMP_", "KMP_", "MKL_")) or key in ("LD_PRELOAD",

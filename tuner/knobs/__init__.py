@@ -10,6 +10,7 @@ from tuner.knobs.allocator import Allocator
 from tuner.knobs.base import Host, Knob, RunSetup
 from tuner.knobs.batch import BatchSize
 from tuner.knobs.compile import CompileBackend, CompileMode
+from tuner.knobs.ipex import Ipex
 from tuner.knobs.loader import NumWorkers
 from tuner.knobs.memory_format import MemoryFormat
 from tuner.knobs.openmp import Affinity, OpenMPRuntime
@@ -30,6 +31,7 @@ REGISTRY: dict[str, Knob] = {
         Allocator(),
         OpenMPRuntime(),
         Affinity(),
+        Ipex(),
     )
 }
 

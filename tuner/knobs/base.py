@@ -30,6 +30,7 @@ class RunSetup:
     autocast_dtype: str | None = None  # "bfloat16" / "float16"; None: no autocast
     channels_last: bool = False
     compile_options: dict[str, Any] | None = None  # kwargs of torch.compile; None: eager
+    ipex_optimize: bool = False  # ipex.optimize(model, optimizer, dtype) before compile
 
 
 @dataclass(frozen=True)
