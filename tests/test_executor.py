@@ -9,38 +9,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from trial_processes import run as _run
+from trial_processes import trial_config as _config
 
-from tuner.executor import run_trial_process, trial_env
-from tuner.trial import (
-    CRASHED,
-    FAILED,
-    OK,
-    OOM,
-    TIMEOUT,
-    UNSUPPORTED,
-    GuardSettings,
-    MeasureSettings,
-    TrialConfig,
-    TrialResult,
-    WorkloadSpec,
-)
-
-KNOBS = {"batch_size": 16, "num_workers": 0, "dtype": "fp32", "memory_format": "contiguous",
-         "compile": "none", "threads": 1}
-
-
-def _config(workload: str = "tiny_cnn", time_limit_s: float = 120, **knobs: object) -> TrialConfig:
-    return TrialConfig(
-        study="t", trial_number=7, workload=WorkloadSpec(workload, {}),
-        knobs={**KNOBS, **knobs},
-        measure=MeasureSettings(warmup_steps=1, timed_steps=4, min_timed_steps=2, max_timed_s=5),
-        guard=GuardSettings(run=True, steps=3, batch_size=8, seed=0),
-        time_limit_s=time_limit_s,
-    )
-
-
-def _run(config: TrialConfig) -> TrialResult:
-    return TrialResult.from_dict(run_trial_process(config.to_json(), config.time_limit_s))
+from tuner.executor import trial_env
+from tuner.trial import CRASHED, FAILED, OK, OOM, TIMEOUT, UNSUPPORTED
 
 
 def test_measured_trial_reports_everything() -> None:

@@ -20,6 +20,8 @@ from conftest import TESTS
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from tuner.hostlock import creating_sqlite
+
 SPACE = """
 study: outage
 workload: {name: "faulty_workloads:slow", options: {image_size: 16}}
@@ -90,7 +92,8 @@ def _wait_completed(storage: str, count: int, search: subprocess.Popen[str]) -> 
     while time.monotonic() < deadline and search.poll() is None:
         if Path(storage.removeprefix("sqlite:///")).exists():
             try:
-                study = optuna.load_study(study_name="outage", storage=storage)
+                with creating_sqlite(storage):  # not while the search creates its tables
+                    study = optuna.load_study(study_name="outage", storage=storage)
                 if len(study.get_trials(states=(TrialState.COMPLETE,))) >= count:
                     return
             except KeyError:

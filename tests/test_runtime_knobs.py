@@ -7,31 +7,17 @@ import threading
 import time
 
 import pytest
+from trial_processes import run, trial_config
 
 from tuner import runtime_libs
 from tuner.cli import main
-from tuner.executor import run_trial_process
-from tuner.trial import (
-    OK,
-    UNSUPPORTED,
-    GuardSettings,
-    MeasureSettings,
-    TrialConfig,
-    TrialResult,
-    WorkloadSpec,
-)
-
-KNOBS = {"batch_size": 16, "num_workers": 0, "dtype": "fp32", "memory_format": "contiguous",
-         "compile": "none", "threads": 1}
+from tuner.trial import OK, UNSUPPORTED, TrialResult
 
 
 def _run(workload: str = "tiny_cnn", cpus: int = 1, exclusive: bool = False,
          **knobs: object) -> TrialResult:
-    config = TrialConfig(
-        study="t", trial_number=1, workload=WorkloadSpec(workload, {}), knobs={**KNOBS, **knobs},
-        measure=MeasureSettings(warmup_steps=1, timed_steps=3, min_timed_steps=3),
-        guard=GuardSettings(run=False), time_limit_s=120, cpus=cpus, exclusive_cores=exclusive)
-    return TrialResult.from_dict(run_trial_process(config.to_json(), config.time_limit_s))
+    return run(trial_config(workload, guard=False, timed_steps=3, cpus=cpus,
+                            exclusive_cores=exclusive, **knobs))
 
 
 def test_threads_reach_the_child() -> None:
