@@ -107,3 +107,21 @@ def test_ipex_is_optional_and_says_why_it_cannot_run() -> None:
     assert result.status == UNSUPPORTED
     assert result.reason == f"ipex=optimize: {problem}"
     assert "torch 2.8" in result.reason
+
+
+def test_numa_local_binds_the_child_or_says_why_not() -> None:
+    import shutil
+
+    result = _run(numa="local")
+    if shutil.which("numactl") is None:
+        assert result.status == UNSUPPORTED and "apt-get install numactl" in result.reason
+        return
+    assert result.status == OK, result.reason
+    placement = result.info["placement"]
+    if "memory binding refused" in placement:  # a container: CPU binding only, said plainly
+        assert result.info["memory_policy"] == "default"
+    else:
+        assert placement.startswith("CPUs and memory bound to NUMA node ")
+        node = placement.rsplit(" ", 1)[-1]
+        assert result.info["memory_policy"] == f"bind:{node}"  # seen from inside the child
+    assert _run(numa="none").info["memory_policy"] == "default"

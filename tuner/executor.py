@@ -63,6 +63,13 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
     pinned = config.exclusive_cores or any(REGISTRY[name].pins_cores(value)
                                            for name, value in config.knobs.items())
     core_set = cores.claim(config.cpus or 1) if pinned else None
+    prefix: list[str] = []
+    placement_notes = []
+    for name, value in config.knobs.items():
+        command, note = REGISTRY[name].launch_prefix(value, core_set)
+        prefix += command
+        if note:
+            placement_notes.append(note)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"tuner-trial-{config.trial_number}-") as folder:
         config_path = Path(folder, "config.json")
@@ -75,7 +82,8 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
         env["TRITON_CACHE_DIR"] = str(Path(folder, "triton-cache"))
         with open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tuner.worker", str(config_path), str(result_path)],
+                [*prefix, sys.executable, "-m", "tuner.worker", str(config_path),
+                 str(result_path)],
                 env=env, stdin=subprocess.DEVNULL, stdout=stderr, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: a kill takes its children too
                 preexec_fn=_child_setup(memory_limit_mb, core_set),  # noqa: PLW1509 - syscalls only
@@ -104,6 +112,7 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
         "env_set": explicit,
         "memory_limit_mb": memory_limit_mb,
         "pinned_cores": core_set or [],
+        "placement": "; ".join(placement_notes),
         "node_id": _node_id(),
         "hostname": socket.gethostname(),
         "wall_s": time.monotonic() - started,

@@ -33,7 +33,8 @@ PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet termi
 SYNC_RETRY_S = 30.0  # how often to retry MLflow writes that failed
 # what the storage keeps of where and how a trial ran (the rest of result.info is transient)
 INFO_KEPT = ("note", "node_id", "hostname", "env_set", "versions", "memory_limit_mb",
-             "pinned_cores", "affinity", "preloaded", "torch_threads", "interop_threads")
+             "pinned_cores", "affinity", "preloaded", "torch_threads", "interop_threads",
+             "placement", "memory_policy")
 # at the end, how long to wait for an unreachable MLflow to answer again before giving up
 FINAL_SYNC_WAIT_S = float(os.environ.get("TUNER_MLFLOW_WAIT_S", "30"))
 

@@ -61,6 +61,7 @@ def run_trial(config: TrialConfig) -> TrialResult:
     info["torch_threads"] = torch.get_num_threads()
     info["interop_threads"] = torch.get_num_interop_threads()
     info["preloaded"] = runtime_libs.preloaded_in_this_process()
+    info["memory_policy"] = _memory_policy()
     info["omp_env"] = {key: os.environ[key] for key in sorted(os.environ)
                        if key.startswith(("OMP_", "KMP_", "MKL_")) or key in ("LD_PRELOAD",
                                                                              "MALLOC_CONF")}
@@ -103,6 +104,19 @@ def run_trial(config: TrialConfig) -> TrialResult:
     metrics["peak_rss_mb"] = measure.peak_rss_mb()
     metrics["trial_process_s"] = time.perf_counter() - started
     return result
+
+
+def _memory_policy() -> str:
+    """The NUMA memory policy of this process's heap, from /proc/self/numa_maps ("default", or
+    "bind:0" under numactl --membind=0): what a numa choice really did."""
+    try:
+        with open("/proc/self/numa_maps", encoding="utf-8") as numa_maps:
+            for line in numa_maps:
+                if "heap" in line:
+                    return line.split()[1]
+    except (OSError, IndexError):
+        pass
+    return "unknown"
 
 
 def _timed_rounds(run: Any, config: TrialConfig) -> tuple[Any, Any, Any, int]:

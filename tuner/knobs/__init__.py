@@ -13,6 +13,7 @@ from tuner.knobs.compile import CompileBackend, CompileMode
 from tuner.knobs.ipex import Ipex
 from tuner.knobs.loader import NumWorkers
 from tuner.knobs.memory_format import MemoryFormat
+from tuner.knobs.numa import NumaPlacement
 from tuner.knobs.openmp import Affinity, OpenMPRuntime
 from tuner.knobs.precision import AutocastDtype
 from tuner.knobs.threads import InterOpThreads, IntraOpThreads
@@ -31,6 +32,7 @@ REGISTRY: dict[str, Knob] = {
         Allocator(),
         OpenMPRuntime(),
         Affinity(),
+        NumaPlacement(),
         Ipex(),
     )
 }

@@ -108,6 +108,11 @@ class Knob:
         """Whether this choice pins the trial process to its own cores."""
         return False
 
+    def launch_prefix(self, value: Any, cores: list[int] | None) -> tuple[list[str], str]:
+        """A command the trial process is started under (e.g. numactl), and a note saying
+        what it did; run by the supervisor on the trial's node."""
+        return [], ""
+
     def unsupported_reason(self, value: Any, host: Host) -> str | None:
         """Why this worker cannot honour the choice, or None if it can."""
         return None
