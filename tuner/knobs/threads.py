@@ -16,15 +16,25 @@ from tuner.knobs.base import Host, Knob, RunSetup
 DEFAULT = "default"
 
 
-class IntraOpThreads(Knob):
-    name = "threads"
-    help = "intra-op threads (torch.set_num_threads); 'default' = torch's choice"
+class _ThreadCount(Knob):
+    """A thread count: 'default' (torch's choice) or an integer no larger than the worker's cores."""
+
     default = DEFAULT
     integer = True
     min_value = 1
 
     def check_choice(self, value: Any) -> Any:
         return _thread_count(value)
+
+    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+        if value != DEFAULT and int(value) > host.cpu_count:
+            return f"{self.name}={value}: this worker has only {host.cpu_count} usable cores"
+        return None
+
+
+class IntraOpThreads(_ThreadCount):
+    name = "threads"
+    help = "intra-op threads (torch.set_num_threads); 'default' = torch's choice"
 
     def cpus(self, value: Any, node_cpus: int) -> int:
         return node_cpus if value == DEFAULT else int(value)
@@ -35,29 +45,13 @@ class IntraOpThreads(Knob):
         count = str(int(value))
         return {"OMP_NUM_THREADS": count, "MKL_NUM_THREADS": count}
 
-    def unsupported_reason(self, value: Any, host: Host) -> str | None:
-        if value != DEFAULT and int(value) > host.cpu_count:
-            return f"threads={value}: this worker has only {host.cpu_count} usable cores"
-        return None
-
     def apply(self, value: Any, setup: RunSetup) -> None:
         setup.intra_op_threads = None if value == DEFAULT else int(value)
 
 
-class InterOpThreads(Knob):
+class InterOpThreads(_ThreadCount):
     name = "interop_threads"
     help = "inter-op threads (torch.set_num_interop_threads); 'default' = torch's choice"
-    default = DEFAULT
-    integer = True
-    min_value = 1
-
-    def check_choice(self, value: Any) -> Any:
-        return _thread_count(value)
-
-    def unsupported_reason(self, value: Any, host: Host) -> str | None:
-        if value != DEFAULT and int(value) > host.cpu_count:
-            return f"interop_threads={value}: this worker has only {host.cpu_count} usable cores"
-        return None
 
     def apply(self, value: Any, setup: RunSetup) -> None:
         setup.interop_threads = None if value == DEFAULT else int(value)
