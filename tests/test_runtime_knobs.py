@@ -109,6 +109,51 @@ def test_ipex_is_optional_and_says_why_it_cannot_run() -> None:
     assert "torch 2.8" in result.reason
 
 
+MISSING_LIBRARY_SPACE = """
+study: missing_library
+workload: {name: tiny_cnn, options: {image_size: 8}}
+knobs:
+  batch_size: [16]
+  threads: [1]
+  ipex: [none, optimize]
+  compile: [none, ipex]
+baseline: {batch_size: 16, threads: 1, ipex: none, compile: none}
+try_first: [{ipex: optimize}, {compile: ipex}, {ipex: optimize, compile: ipex}]
+budget: {trials: 4, timeout_s: 300}
+measure: {warmup_steps: 1, timed_steps: 2, min_timed_steps: 2, max_cv: 0.9}
+guard: {steps: 1, batch_size: 4}
+sampler: {name: random, seed: 0}
+"""
+
+
+def test_missing_library_reason_reaches_progress_table_and_mlflow(ray_local, workdir,
+                                                                  capsys) -> None:
+    """A choice this machine cannot honour (IPEX, unless a matching one is installed) is skipped
+    before any work, and its reason is in the progress line, the final table and MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    from tuner.knobs.ipex import ipex_problem
+
+    problem = ipex_problem()
+    if problem is None:
+        pytest.skip("a matching IPEX is installed here: nothing is missing")
+    space = workdir.parent / "missing.yaml"
+    space.write_text(MISSING_LIBRARY_SPACE, encoding="utf-8")
+    assert main(["search", "--space", str(space)]) == 0
+    out = capsys.readouterr().out
+    progress, table = out.split("failures by reason:")
+    for choice in ("ipex=optimize", "compile=ipex"):
+        assert f"{choice}: {problem}" in progress, choice
+        assert f"unsupported: {choice}: {problem}" in table, choice
+    assert "skipped, not started" in progress  # the third learned from the first two
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("missing_library")
+    reasons = sorted(r.data.tags["tuner.reason"] for r in client.search_runs(
+        [experiment.experiment_id]) if r.data.tags.get("tuner.kind") == "trial"
+        and r.data.tags["tuner.status"] == UNSUPPORTED)
+    assert len(reasons) == 3 and all(problem in reason for reason in reasons), reasons
+
+
 def test_numa_local_binds_the_child_or_says_why_not() -> None:
     import shutil
 

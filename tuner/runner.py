@@ -33,6 +33,8 @@ class TrainRun:
 
             dtype = torch.bfloat16 if setup.autocast_dtype == "bfloat16" else None
             model, self.optimizer = ipex.optimize(model, optimizer=self.optimizer, dtype=dtype)
+        if (setup.compile_options or {}).get("backend") == "ipex":
+            import intel_extension_for_pytorch  # noqa: F401  (registers the "ipex" backend)
         self.model = model
         self.forward = (torch.compile(model, **setup.compile_options)
                         if setup.compile_options is not None else model)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuner.knobs.base import Host, Knob, RunSetup
+from tuner.knobs.ipex import ipex_problem
 
 NONE = "none"
 
@@ -14,12 +15,15 @@ class CompileBackend(Knob):
     name = "compile"
     help = "torch.compile backend ('none': eager)"
     default = NONE
-    allowed = (NONE, "inductor", "aot_eager")
+    allowed = (NONE, "inductor", "aot_eager", "ipex")  # "ipex": IPEX's backend, registered at its import
     changes_numerics = True
 
     def unsupported_reason(self, value: Any, host: Host) -> str | None:
         if value == "inductor" and not host.has_cuda and host.cxx_compiler is None:
             return "compile=inductor needs a C++ compiler on CPU (apt-get install g++)"
+        if value == "ipex":
+            problem = ipex_problem()
+            return f"compile=ipex: {problem}" if problem else None
         return None
 
     def apply(self, value: Any, setup: RunSetup) -> None:
