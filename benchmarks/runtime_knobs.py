@@ -1,54 +1,86 @@
-"""The process-environment knobs side by side: allocator, OpenMP runtime, affinity.
+"""The process-environment knobs side by side: allocator, OpenMP runtime, affinity, IPEX.
 
-Runs one base config (default: the published study's best CPU settings that this machine can
-run: ResNet-50, batch 16, channels_last, fp32) as trial processes, exactly as the tuner runs
-them, once per environment variant, in rounds that interleave the variants (so drift of a
-shared machine hits them alike), and prints each variant's median samples/sec as a ratio to
-the default environment measured in the same rounds.
+Runs one base config as trial processes, exactly as the tuner runs them, once per environment
+variant, in rounds that interleave the variants (so drift of a shared machine hits them alike),
+and prints each variant's median samples/sec as a ratio to the default environment measured in
+the same rounds. The base is the otherwise-best config of a search (`--best`, the YAML a search
+writes to tuner-runs/best/) with its environment knobs reset to their defaults; without
+`--best`, the published study's best CPU settings that this machine can run (batch 16,
+channels_last, fp32). The workload comes from the space file.
 
-    python benchmarks/runtime_knobs.py --rounds 2 [--image-size 224] [--batch-size 16]
+    python benchmarks/runtime_knobs.py --best tuner-runs/best/cpu_train.yaml --rounds 2
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+from pathlib import Path
 
-from tuner import runtime_libs
+import yaml
+
 from tuner.executor import run_trial_process
-from tuner.trial import GuardSettings, MeasureSettings, TrialConfig, TrialResult, WorkloadSpec
+from tuner.knobs import REGISTRY
+from tuner.space import load_space
+from tuner.trial import GuardSettings, MeasureSettings, TrialConfig, TrialResult
 
+# The knobs that shape the process environment rather than the training step.
+ENVIRONMENT = ("threads", "interop_threads", "allocator", "omp_runtime", "affinity", "numa",
+               "ipex")
+PUBLISHED_BEST = {"batch_size": 16, "num_workers": 0, "dtype": "fp32",
+                  "memory_format": "channels_last", "compile": "none"}
+DEFAULT = "default (glibc malloc, gomp)"
 VARIANTS = {
-    "default (glibc malloc, gomp)": {},
+    DEFAULT: {},
     "jemalloc": {"allocator": "jemalloc"},
     "tcmalloc": {"allocator": "tcmalloc"},
     "iomp": {"omp_runtime": "iomp"},
     "affinity cores": {"affinity": "cores"},
+    "tcmalloc + cores": {"allocator": "tcmalloc", "affinity": "cores"},
     "tcmalloc + iomp + cores (run_cpu-like)": {"allocator": "tcmalloc", "omp_runtime": "iomp",
                                                "affinity": "cores"},
     "jemalloc + iomp + cores": {"allocator": "jemalloc", "omp_runtime": "iomp",
                                 "affinity": "cores"},
+    "ipex optimize": {"ipex": "optimize"},
+    "compile ipex": {"compile": "ipex"},
+    "ipex optimize + compile ipex": {"ipex": "optimize", "compile": "ipex"},
 }
+
+
+def base_config(best_file: str | None) -> tuple[dict[str, object], str]:
+    """The knobs every variant shares, and where they came from."""
+    if best_file is None:
+        return dict(PUBLISHED_BEST), "the published study's best CPU settings"
+    best = yaml.safe_load(Path(best_file).read_text(encoding="utf-8"))
+    knobs = {name: value for name, value in best["knobs"].items() if name not in ENVIRONMENT}
+    return knobs, f"trial {best.get('trial')}'s config from {best_file}, environment knobs reset"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="search_spaces/cpu_train.yaml")
+    parser.add_argument("--best", help="best-config YAML written by a search of that space")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--timed-steps", type=int, default=5)
+    parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     args = parser.parse_args()
-    import os
 
+    space = load_space(args.space)
+    base, origin = base_config(args.best)
+    variants = {name: extra for name, extra in VARIANTS.items()
+                if not args.only or name in args.only or name == DEFAULT}
     cpus = len(os.sched_getaffinity(0))
-    base = {"batch_size": args.batch_size, "num_workers": 0, "dtype": "fp32",
-            "memory_format": "channels_last", "compile": "none", "threads": "default"}
-    speeds: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    print(f"base: {base} ({origin}); workload {space.workload.name} {space.workload.options}; "
+          f"{cpus} cores", flush=True)
+    speeds: dict[str, list[float]] = {name: [] for name in variants}
+    not_run: dict[str, str] = {}
     for round_number in range(args.rounds):
-        for name, extra in VARIANTS.items():
+        for name, extra in variants.items():
+            if name in not_run:
+                continue
             config = TrialConfig(
-                study="runtime-knobs", trial_number=round_number,
-                workload=WorkloadSpec("resnet50", {"image_size": args.image_size}),
+                study="runtime-knobs", trial_number=round_number, workload=space.workload,
                 knobs={**base, **extra},
                 measure=MeasureSettings(warmup_steps=2, timed_steps=args.timed_steps,
                                         min_timed_steps=args.timed_steps, max_timed_s=600,
@@ -58,6 +90,7 @@ def main() -> None:
             if not result.ok:
                 print(f"round {round_number} {name}: {result.status}: {result.reason}",
                       flush=True)
+                not_run[name] = f"{result.status}: {result.reason}"
                 continue
             sps = result.metrics["samples_per_sec"]
             speeds[name].append(sps)
@@ -65,9 +98,9 @@ def main() -> None:
                   f"{result.metrics['step_time_cv']:.1%}, affinity {result.info['affinity']}, "
                   f"preloaded {[p.rsplit('/', 1)[-1] for p in result.info['preloaded']]}",
                   flush=True)
-    reference = statistics.median(speeds["default (glibc malloc, gomp)"] or [float("nan")])
-    print(f"\nResNet-50 training, batch {args.batch_size}, {args.image_size}px, channels_last, "
-          f"fp32, {cpus} cores; median of {args.rounds} interleaved rounds")
+    reference = statistics.median(speeds[DEFAULT] or [float("nan")])
+    print(f"\n{space.workload.name} training at {base}, {cpus} cores; median of "
+          f"{args.rounds} interleaved rounds")
     print("| environment | samples/s | vs default |")
     print("|---|---:|---:|")
     for name, values in speeds.items():
@@ -75,9 +108,8 @@ def main() -> None:
             median = statistics.median(values)
             print(f"| {name} | {median:.2f} | {median / reference:.2f}x |")
         else:
-            missing = [k for k in ("jemalloc", "tcmalloc", "iomp") if k in name
-                       and runtime_libs.find(k) is None]
-            print(f"| {name} | not run ({', '.join(missing) or 'failed'}) | - |")
+            print(f"| {name} | not run ({not_run.get(name, 'no result')}) | - |")
+    assert all(name in REGISTRY for extra in VARIANTS.values() for name in extra)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from tuner.trial import FAILED, OK, OOM, UNSUPPORTED, TrialConfig, TrialResult
 
 def _versions() -> dict[str, str]:
     versions = {"python": sys.version.split()[0]}
-    for package in ("torch", "torchvision"):
+    for package in ("torch", "torchvision", "intel_extension_for_pytorch", "intel-openmp"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
