@@ -38,6 +38,7 @@ VARIANTS = {
     "iomp": {"omp_runtime": "iomp"},
     "affinity cores": {"affinity": "cores"},
     "tcmalloc + cores": {"allocator": "tcmalloc", "affinity": "cores"},
+    "iomp + cores": {"omp_runtime": "iomp", "affinity": "cores"},
     "tcmalloc + iomp + cores (run_cpu-like)": {"allocator": "tcmalloc", "omp_runtime": "iomp",
                                                "affinity": "cores"},
     "jemalloc + iomp + cores": {"allocator": "jemalloc", "omp_runtime": "iomp",

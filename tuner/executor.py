@@ -45,7 +45,7 @@ def trial_env(base: dict[str, str], knobs: dict[str, Any]) -> tuple[dict[str, st
     env = {key: value for key, value in base.items() if key not in INHERITED_VARS_REMOVED}
     explicit: dict[str, str] = {}
     for name, value in knobs.items():
-        for key, setting in REGISTRY[name].process_env(value).items():
+        for key, setting in REGISTRY[name].process_env(value, knobs).items():
             if key == "LD_PRELOAD" and key in explicit:  # an allocator and an OpenMP runtime
                 setting = f"{explicit[key]}:{setting}"
             explicit[key] = setting

@@ -6,6 +6,7 @@ allocates and frees large tensors every step, where the allocator's reuse shows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tuner import runtime_libs
@@ -20,7 +21,7 @@ class Allocator(Knob):
     default = DEFAULT
     allowed = (DEFAULT, "jemalloc", "tcmalloc")
 
-    def process_env(self, value: Any) -> dict[str, str]:
+    def process_env(self, value: Any, values: Mapping[str, Any]) -> dict[str, str]:
         if value == DEFAULT:
             return {}
         path = runtime_libs.find(value)

@@ -99,9 +99,9 @@ class Knob:
         """Cores this choice occupies, for the trial's Ray CPU request."""
         return 0
 
-    def process_env(self, value: Any) -> dict[str, str]:
+    def process_env(self, value: Any, values: Mapping[str, Any]) -> dict[str, str]:
         """Environment variables the trial process must start with (LD_PRELOAD values of
-        several knobs are joined)."""
+        several knobs are joined); `values` is the trial's whole config."""
         return {}
 
     def pins_cores(self, value: Any) -> bool:

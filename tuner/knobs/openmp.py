@@ -5,6 +5,7 @@ are pinned to cores.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tuner import runtime_libs
@@ -19,7 +20,7 @@ class OpenMPRuntime(Knob):
     default = GOMP
     allowed = (GOMP, "iomp")
 
-    def process_env(self, value: Any) -> dict[str, str]:
+    def process_env(self, value: Any, values: Mapping[str, Any]) -> dict[str, str]:
         path = runtime_libs.find("iomp") if value == "iomp" else None
         if path is None:
             return {}
@@ -42,7 +43,12 @@ class Affinity(Knob):
     def pins_cores(self, value: Any) -> bool:
         return value == "cores"
 
-    def process_env(self, value: Any) -> dict[str, str]:
+    def process_env(self, value: Any, values: Mapping[str, Any]) -> dict[str, str]:
         if value != "cores":
             return {}
+        if values.get(OpenMPRuntime.name, GOMP) == "iomp":
+            # Intel OpenMP's own binding, as run_cpu sets it. Not OMP_PROC_BIND: torch's libgomp
+            # is loaded too, reads it at load time and binds the main thread to one core before
+            # libiomp5 starts, which then sees one core and runs torch on one thread.
+            return {"KMP_AFFINITY": "granularity=fine,compact,1,0"}
         return {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"}

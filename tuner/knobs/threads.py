@@ -8,6 +8,7 @@ workers) are removed by the executor so "default" really is torch's default.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from tuner.errors import show
@@ -39,7 +40,7 @@ class IntraOpThreads(_ThreadCount):
     def cpus(self, value: Any, node_cpus: int) -> int:
         return node_cpus if value == DEFAULT else int(value)
 
-    def process_env(self, value: Any) -> dict[str, str]:
+    def process_env(self, value: Any, values: Mapping[str, Any]) -> dict[str, str]:
         if value == DEFAULT:
             return {}
         count = str(int(value))
