@@ -95,8 +95,11 @@ def main() -> None:
                 continue
             sps = result.metrics["samples_per_sec"]
             speeds[name].append(sps)
+            compiled = result.metrics.get("compile_s", 0.0)
             print(f"round {round_number} {name}: {sps:.2f} samples/s, cv "
-                  f"{result.metrics['step_time_cv']:.1%}, affinity {result.info['affinity']}, "
+                  f"{result.metrics['step_time_cv']:.1%}, "
+                  + (f"compile {compiled:.1f} s, " if compiled > 1 else "")
+                  + f"affinity {result.info['affinity']}, "
                   f"preloaded {[p.rsplit('/', 1)[-1] for p in result.info['preloaded']]}",
                   flush=True)
     reference = statistics.median(speeds[DEFAULT] or [float("nan")])
