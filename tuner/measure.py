@@ -40,6 +40,17 @@ def step_stats(step_times_s: list[float]) -> StepStats:
     return StepStats(median_s=median, iqr_s=q3 - q1, cv=cv, count=len(times))
 
 
+def percentile(values: list[float], percent: float) -> float:
+    """The `percent`-th percentile, linear between order statistics (numpy's default)."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * percent / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
 def samples_per_sec(batch_size: int, median_step_s: float) -> float:
     return batch_size / median_step_s
 

@@ -49,12 +49,6 @@ class TrainRun:
     def batches(self) -> Iterator[Any]:
         return iter(self.loader)
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.setup.autocast_dtype is None:
-            return contextlib.nullcontext()
-        device_type = "cuda" if self.setup.device.startswith("cuda") else "cpu"
-        return torch.autocast(device_type, dtype=getattr(torch, self.setup.autocast_dtype))
-
     def step(self, batch: Any) -> torch.Tensor:
         """One optimizer step; returns the (unscaled) loss, detached."""
         inputs, targets = batch
@@ -62,9 +56,58 @@ class TrainRun:
         targets = targets.to(self.setup.device, non_blocking=True)
         if self.setup.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
+        with _autocast(self.setup):
             loss = self.workload.loss(self.forward(inputs), targets)
         self.optimizer.zero_grad(set_to_none=True)
         (loss * self.loss_weight if self.loss_weight != 1.0 else loss).backward()
         self.optimizer.step()
         return loss.detach()
+
+
+class InferRun:
+    """An inference workload's model in eval mode, quantized and compiled as the setup says,
+    and a loader of real inputs; a step is one batch's forward under inference_mode."""
+
+    def __init__(self, workload: Any, setup: RunSetup, num_batches: int, batch_size: int,
+                 data_seed: int | None = None) -> None:
+        from tuner.quantization import quantize
+
+        self.workload = workload
+        self.setup = setup
+        model = workload.build_model().to(setup.device).eval()
+        if setup.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        model = quantize(model, setup.quantize, workload.example_input(batch_size),
+                         workload.calibration_inputs())
+        options = setup.compile_options
+        if setup.quantize == "static_int8" and options is None:
+            options = {"backend": "inductor"}  # PT2E's int8 kernels come from inductor lowering
+        if options is not None and options.get("backend", "inductor") == "inductor":
+            import torch._inductor.config as inductor_config
+
+            inductor_config.freezing = True  # weights are constants at inference: fold them
+        self.model = model
+        self.forward = torch.compile(model, **options) if options is not None else model
+        dataset = workload.dataset(num_batches * batch_size, seed=data_seed)
+        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=True,
+                                 num_workers=setup.num_workers, persistent_workers=False)
+
+    def batches(self) -> Iterator[Any]:
+        return iter(self.loader)
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        inputs = inputs.to(self.setup.device, non_blocking=True)
+        if self.setup.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), _autocast(self.setup):
+            return self.forward(inputs)
+
+    def step(self, batch: Any) -> torch.Tensor:
+        return self.predict(batch[0])
+
+
+def _autocast(setup: RunSetup) -> contextlib.AbstractContextManager[Any]:
+    if setup.autocast_dtype is None:
+        return contextlib.nullcontext()
+    device_type = "cuda" if setup.device.startswith("cuda") else "cpu"
+    return torch.autocast(device_type, dtype=getattr(torch, setup.autocast_dtype))

@@ -34,7 +34,7 @@ SYNC_RETRY_S = 30.0  # how often to retry MLflow writes that failed
 # what the storage keeps of where and how a trial ran (the rest of result.info is transient)
 INFO_KEPT = ("note", "node_id", "hostname", "env_set", "versions", "memory_limit_mb",
              "pinned_cores", "affinity", "preloaded", "torch_threads", "interop_threads",
-             "placement", "memory_policy")
+             "placement", "memory_policy", "scenario")
 # at the end, how long to wait for an unreachable MLflow to answer again before giving up
 FINAL_SYNC_WAIT_S = float(os.environ.get("TUNER_MLFLOW_WAIT_S", "30"))
 
@@ -272,6 +272,7 @@ class Search:
             memory_limit_mb=self.space.trial.memory_mb,
             memory_share=self.space.trial.max_concurrent,
             exclusive_cores=self.space.trial.max_concurrent > 1,
+            cache_dir=str((self.where.workdir / "cache").resolve()),
         )
         tags = {"tuner.role": role, "tuner.numerics": key}
         if retry is not None:
@@ -321,7 +322,7 @@ class Search:
             metrics.update(self._derived(running, result))
             violation = metrics.get("guard_violation", 0.0)
             if violation > 0:
-                result.reason = self._guard_reason(metrics)
+                result.reason = self._guard_reason(metrics, result.info.get("scenario", "train"))
         if result.status == UNSUPPORTED and result.info.get("unsupported_choice"):
             st.remember_unsupported(self.study, result.info["unsupported_choice"], result.reason)
         info = {key: result.info[key] for key in INFO_KEPT if key in result.info}
@@ -452,13 +453,15 @@ class Search:
                 derived["guard_violation"] = 1e9  # storable, still > 0
         return derived
 
-    def _guard_reason(self, metrics: dict[str, float]) -> str:
+    def _guard_reason(self, metrics: dict[str, float], scenario: str = "train") -> str:
         g = self.space.guard
         loss, ref = metrics["guard_loss"], metrics["guard_reference"]
         moved = abs(loss - ref) / abs(ref) if g.mode == "relative" else abs(loss - ref)
         unit = "%" if g.mode == "relative" else ""
         scale = 100 if g.mode == "relative" else 1
-        return (f"guard loss {loss:.4f} vs baseline {ref:.4f} (mean over {g.steps + 1} steps): moved "
+        what = ("quality" if scenario == "infer"  # the workload's metric on real data
+                else f"guard loss (mean over {g.steps + 1} steps)")
+        return (f"{what} {loss:.4f} vs baseline {ref:.4f}: moved "
                 f"{moved * scale:.3g}{unit}, tolerance {g.tolerance * scale:.3g}{unit}")
 
     def _abandon_running(self, reason: str) -> None:

@@ -68,6 +68,7 @@ class TrialConfig:
     memory_share: int = 1  # trials that may run at once on a node: they split its memory
     cpus: int = 0  # cores the trial was given by Ray (its pinned core set's size)
     exclusive_cores: bool = False  # trials run side by side: pin each to cores of its own
+    cache_dir: str = ""  # where a workload may cache what it builds once (trained weights)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -88,6 +89,7 @@ class TrialConfig:
             memory_share=raw.get("memory_share", 1),
             cpus=raw.get("cpus", 0),
             exclusive_cores=raw.get("exclusive_cores", False),
+            cache_dir=raw.get("cache_dir", ""),
         )
 
 

@@ -48,7 +48,7 @@ def run_trial(config: TrialConfig) -> TrialResult:
     import torch
 
     from tuner import guard, measure, runtime_libs
-    from tuner.runner import TrainRun
+    from tuner.runner import InferRun, TrainRun
     from tuner.workloads import build_workload
 
     setup = RunSetup(device="cpu")
@@ -67,11 +67,21 @@ def run_trial(config: TrialConfig) -> TrialResult:
                                                                              "MALLOC_CONF")}
     info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
 
+    if config.cache_dir:
+        os.environ["TUNER_CACHE_DIR"] = config.cache_dir  # e.g. trained weights, built once
     workload = build_workload(config.workload)
+    scenario = getattr(workload, "scenario", "train")
+    info["scenario"] = scenario
+    if scenario != "infer" and setup.quantize != "none":
+        info["unsupported_choice"] = {"quantize": setup.quantize}
+        return TrialResult(status=UNSUPPORTED, info=info, reason=(
+            f"quantize={setup.quantize}: quantization applies to inference workloads; "
+            f"{config.workload.name} trains"))
     torch.manual_seed(config.seed)
     build_started = time.perf_counter()
-    run = TrainRun(workload, setup, num_batches=measure.batches_needed(config.measure),
-                   batch_size=setup.batch_size)
+    run_class = InferRun if scenario == "infer" else TrainRun
+    run = run_class(workload, setup, num_batches=measure.batches_needed(config.measure),
+                    batch_size=setup.batch_size)
     build_s = time.perf_counter() - build_started
     first, timing, stats, rounds = _timed_rounds(run, config)
     first_warmup = first.warmup_times_s[0] if first.warmup_times_s else 0.0
@@ -90,12 +100,24 @@ def run_trial(config: TrialConfig) -> TrialResult:
         "model_build_s": build_s,
         "peak_rss_mb": measure.peak_rss_mb(),
     }
-    del run
+    if scenario == "infer":  # latency per batch, after warm-up
+        for percent in (50, 90, 99):
+            metrics[f"latency_p{percent}_ms"] = 1000 * measure.percentile(
+                timing.step_times_s, percent)
+    quality_of = run.predict if scenario == "infer" else None
     result = TrialResult(status=OK, metrics=metrics, step_times_s=timing.step_times_s, info=info)
     if timing.stopped_by_time:
         info["note"] = (f"timed {stats.count} of {config.measure.timed_steps} steps: "
                         f"max_timed_s={config.measure.max_timed_s} reached")
-    if config.guard.run:
+    if config.guard.run and quality_of is not None:
+        guard_started = time.perf_counter()  # the candidate's numerics on real labelled data
+        quality = float(workload.quality(quality_of))
+        result.guard_losses = [quality]
+        result.guard_loss = quality
+        metrics["quality"] = quality
+        metrics["guard_s"] = time.perf_counter() - guard_started
+    elif config.guard.run:
+        del run
         guard_started = time.perf_counter()
         losses = guard.guard_losses(workload, setup, config.guard)
         result.guard_losses = losses

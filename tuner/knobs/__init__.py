@@ -16,6 +16,7 @@ from tuner.knobs.memory_format import MemoryFormat
 from tuner.knobs.numa import NumaPlacement
 from tuner.knobs.openmp import Affinity, OpenMPRuntime
 from tuner.knobs.precision import AutocastDtype
+from tuner.knobs.quantize import Quantize
 from tuner.knobs.threads import InterOpThreads, IntraOpThreads
 
 REGISTRY: dict[str, Knob] = {
@@ -34,6 +35,7 @@ REGISTRY: dict[str, Knob] = {
         Affinity(),
         NumaPlacement(),
         Ipex(),
+        Quantize(),
     )
 }
 

@@ -31,6 +31,7 @@ class RunSetup:
     channels_last: bool = False
     compile_options: dict[str, Any] | None = None  # kwargs of torch.compile; None: eager
     ipex_optimize: bool = False  # ipex.optimize(model, optimizer, dtype) before compile
+    quantize: str = "none"  # inference only: see tuner/quantization.py
 
 
 @dataclass(frozen=True)

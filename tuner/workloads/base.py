@@ -6,6 +6,7 @@ returned by a factory named in the space as `package.module:factory`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -63,3 +64,33 @@ class TrainWorkload:
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum)
+
+
+@dataclass
+class InferWorkload:
+    """Inference: a trained model in eval mode, inputs to time, and a quality metric on real
+    labelled data that the accuracy guard compares with the fp32 eager reference.
+
+    `quality(predict)` gets a function from an input batch to model outputs (the candidate's
+    numerics: dtype, layout, compile, quantization) and returns a number where higher is better
+    (top-1 accuracy, agreement with reference outputs, ...). `calibration_inputs()` feeds
+    static quantization.
+    """
+
+    name: str = "workload"
+    scenario: str = "infer"
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def dataset(self, num_samples: int, seed: int | None = None) -> Dataset:
+        raise NotImplementedError
+
+    def example_input(self, batch_size: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def calibration_inputs(self) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def quality(self, predict: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        raise NotImplementedError

@@ -1,0 +1,74 @@
+"""The inference scenario on real data: scikit-learn's digits, a CNN trained once and cached,
+quantization through torchao, and the accuracy guard comparing top-1 accuracy on held-out
+digits with the fp32 eager reference."""
+
+from __future__ import annotations
+
+from importlib import util
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import SPACES
+from mlflow.tracking import MlflowClient
+from trial_processes import run, trial_config
+
+from tuner import measure
+from tuner import study as st
+from tuner.cli import main
+from tuner.trial import UNSUPPORTED
+
+needs_torchao = pytest.mark.skipif(util.find_spec("torchao") is None,
+                                   reason="needs torchao (pip install -e .[cpu])")
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    values = [4.0, 1.0, 3.0, 2.0]
+    assert measure.percentile(values, 50) == 2.5
+    assert measure.percentile(values, 0) == 1.0 and measure.percentile(values, 100) == 4.0
+    assert measure.percentile(values, 90) == pytest.approx(3.7)
+
+
+def test_quantizing_a_training_workload_is_skipped_with_its_reason() -> None:
+    result = run(trial_config("tiny_cnn", guard=False, quantize="dynamic_int8"))
+    assert result.status == UNSUPPORTED
+    assert "quantization applies to inference workloads" in result.reason
+
+
+@needs_torchao
+def test_digits_search_keeps_a_harmless_quantization_and_rejects_a_harmful_one(
+        ray_local, workdir: Path, capsys) -> None:
+    """Shipped digits_infer.yaml in full: int8 passes the guard on real held-out digits, 1-bit
+    weights destroy accuracy and are rejected; neither is marked by hand."""
+    assert main(["search", "--space", str(SPACES / "digits_infer.yaml")]) == 0
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="digits_infer",
+                              storage=f"sqlite:///{workdir / 'optuna.db'}")
+    trials = study.get_trials()
+    by_quantize = {t.user_attrs[st.KNOBS]["quantize"]: t for t in reversed(trials)}
+    by_quantize["none"] = trials[0]  # the baseline: the fp32 eager reference
+    baseline = by_quantize["none"].user_attrs[st.METRICS]
+    assert baseline["quality"] > 0.9  # a real classifier of real digits
+    for percent in (50, 90, 99):
+        assert baseline[f"latency_p{percent}_ms"] > 0
+    assert baseline["latency_p50_ms"] <= baseline["latency_p90_ms"] <= baseline["latency_p99_ms"]
+
+    int8 = by_quantize["dynamic_int8"].user_attrs[st.METRICS]
+    assert abs(int8["guard_loss"] - baseline["quality"]) <= 0.01  # guard_loss: the quality
+    assert int8["guard_violation"] <= 0
+    one_bit = by_quantize["weight_int1"]
+    assert one_bit.user_attrs[st.METRICS]["guard_loss"] < 0.5
+    assert one_bit.user_attrs[st.METRICS]["guard_violation"] > 0
+    assert "quality" in one_bit.user_attrs[st.REASON]
+    assert "rejected by the accuracy guard" in out
+    best = (workdir / "best" / "digits_infer.yaml").read_text()
+    assert "weight_int1" not in best
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits_infer")
+    runs = {r.data.tags["tuner.trial"]: r for r in client.search_runs([experiment.experiment_id])
+            if r.data.tags.get("tuner.kind") == "trial"}
+    assert runs[str(one_bit.number)].data.tags["tuner.verdict"] == "rejected"
+    assert runs[str(by_quantize["dynamic_int8"].number)].data.tags["tuner.verdict"] == "accepted"
+    assert "latency_p99_ms" in runs[str(by_quantize["none"].number)].data.metrics
+    assert list((workdir / "cache").glob("digits_cnn-*.pt"))  # trained once, cached
