@@ -56,7 +56,16 @@ def _static_int8(model: nn.Module, example: torch.Tensor,
     exported = torch.export.export(model, (example,), dynamic_shapes=({0: batch},)).module()
     quantizer = X86InductorQuantizer()
     quantizer.set_global(get_default_x86_inductor_quantization_config())
-    prepared = prepare_pt2e(exported, quantizer)
+    try:
+        prepared = prepare_pt2e(exported, quantizer)
+    except ValueError as error:  # the quantizer's pattern matching does not fit this graph
+        from importlib import metadata
+
+        from tuner.knobs.base import UnsupportedChoice
+
+        raise UnsupportedChoice({"quantize": "static_int8"}, (
+            f"quantize=static_int8: torchao {metadata.version('torchao')}'s X86InductorQuantizer "
+            f"cannot annotate this model under torch {torch.__version__}: {error}")) from None
     with torch.no_grad():
         for inputs in calibration:
             prepared(inputs)

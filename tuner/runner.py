@@ -36,6 +36,7 @@ class TrainRun:
         if (setup.compile_options or {}).get("backend") == "ipex":
             import intel_extension_for_pytorch  # noqa: F401  (registers the "ipex" backend)
         self.model = model
+        self.compiled = setup.compile_options is not None
         self.forward = (torch.compile(model, **setup.compile_options)
                         if setup.compile_options is not None else model)
         dataset = workload.dataset(num_batches * batch_size, seed=data_seed)
@@ -80,14 +81,18 @@ class InferRun:
         model = quantize(model, setup.quantize, workload.example_input(batch_size),
                          workload.calibration_inputs())
         options = setup.compile_options
-        if setup.quantize == "static_int8" and options is None:
-            options = {"backend": "inductor"}  # PT2E's int8 kernels come from inductor lowering
+        if setup.quantize == "static_int8":
+            # PT2E's int8 kernels come from inductor's lowering (weights prepacked by freezing).
+            # Static shapes: with a dynamic batch, torch 2.15's frozen int8 conv lowering fails
+            # a stride assertion; each batch size compiles once instead.
+            options = {"backend": "inductor", **(options or {}), "dynamic": False}
         if options is not None and options.get("backend", "inductor") == "inductor":
             import torch._inductor.config as inductor_config
 
             inductor_config.freezing = True  # weights are constants at inference: fold them
         self.model = model
-        self.forward = torch.compile(model, **options) if options is not None else model
+        self.compiled = options is not None
+        self.forward = torch.compile(model, **options) if self.compiled else model
         dataset = workload.dataset(num_batches * batch_size, seed=data_seed)
         self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=True,
                                  num_workers=setup.num_workers, persistent_workers=False)

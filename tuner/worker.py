@@ -31,6 +31,7 @@ def _versions() -> dict[str, str]:
 def run_trial(config: TrialConfig) -> TrialResult:
     """Apply the knobs, time the workload, run the guard. Raises on trial errors."""
     from tuner.knobs import REGISTRY, Host, RunSetup
+    from tuner.knobs.base import UnsupportedChoice
 
     info: dict[str, object] = {"pid": os.getpid(), "versions": _versions(),
                                # the process's cores, read before OpenMP binds its threads
@@ -80,8 +81,12 @@ def run_trial(config: TrialConfig) -> TrialResult:
     torch.manual_seed(config.seed)
     build_started = time.perf_counter()
     run_class = InferRun if scenario == "infer" else TrainRun
-    run = run_class(workload, setup, num_batches=measure.batches_needed(config.measure),
-                    batch_size=setup.batch_size)
+    try:
+        run = run_class(workload, setup, num_batches=measure.batches_needed(config.measure),
+                        batch_size=setup.batch_size)
+    except UnsupportedChoice as error:
+        info["unsupported_choice"] = error.choice
+        return TrialResult(status=UNSUPPORTED, reason=error.reason, info=info)
     build_s = time.perf_counter() - build_started
     first, timing, stats, rounds = _timed_rounds(run, config)
     first_warmup = first.warmup_times_s[0] if first.warmup_times_s else 0.0
@@ -96,7 +101,7 @@ def run_trial(config: TrialConfig) -> TrialResult:
         "noisy": float(stats.cv > config.measure.max_cv),
         # compile happens in the first step; what it cost beyond a steady step is compile time
         "compile_s": (max(0.0, first_warmup - stats.median_s)
-                      if setup.compile_options is not None else 0.0),
+                      if run.compiled else 0.0),
         "model_build_s": build_s,
         "peak_rss_mb": measure.peak_rss_mb(),
     }
@@ -104,7 +109,10 @@ def run_trial(config: TrialConfig) -> TrialResult:
         for percent in (50, 90, 99):
             metrics[f"latency_p{percent}_ms"] = 1000 * measure.percentile(
                 timing.step_times_s, percent)
-    quality_of = run.predict if scenario == "infer" else None
+    quality_of = None
+    if scenario == "infer":  # in the timed batch size: a compiled model sees no new shape
+        def quality_of(inputs: Any) -> Any:
+            return torch.cat([run.predict(chunk) for chunk in inputs.split(setup.batch_size)])
     result = TrialResult(status=OK, metrics=metrics, step_times_s=timing.step_times_s, info=info)
     if timing.stopped_by_time:
         info["note"] = (f"timed {stats.count} of {config.measure.timed_steps} steps: "

@@ -18,6 +18,17 @@ from typing import Any, ClassVar
 from tuner.errors import show
 
 
+class UnsupportedChoice(Exception):
+    """Raised in the trial process when a choice turns out not to work for this workload on
+    this worker (found only by trying, e.g. a quantizer that cannot handle the model): the
+    trial is recorded as unsupported with the reason, and the study skips the choice after."""
+
+    def __init__(self, choice: dict[str, Any], reason: str) -> None:
+        super().__init__(reason)
+        self.choice = choice
+        self.reason = reason
+
+
 @dataclass
 class RunSetup:
     """How the trial process runs the workload; knobs fill it in, the runner reads it."""

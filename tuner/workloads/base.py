@@ -71,8 +71,9 @@ class InferWorkload:
     """Inference: a trained model in eval mode, inputs to time, and a quality metric on real
     labelled data that the accuracy guard compares with the fp32 eager reference.
 
-    `quality(predict)` gets a function from an input batch to model outputs (the candidate's
-    numerics: dtype, layout, compile, quantization) and returns a number where higher is better
+    `quality(predict)` gets a function from inputs (any number: it runs them in batches of the
+    trial's batch size) to model outputs under the candidate's numerics (dtype, layout,
+    compile, quantization) and returns a number where higher is better
     (top-1 accuracy, agreement with reference outputs, ...). `calibration_inputs()` feeds
     static quantization.
     """

@@ -11,6 +11,7 @@ BUILTIN_WORKLOADS: dict[str, str] = {
     "resnet50": "tuner.workloads.vision:resnet50",
     "torchvision": "tuner.workloads.vision:torchvision_classifier",
     "tiny_cnn": "tuner.workloads.vision:tiny_cnn",
+    "torchvision_infer": "tuner.workloads.vision:torchvision_infer",
     "digits_cnn": "tuner.workloads.digits:digits_cnn",
 }
 
