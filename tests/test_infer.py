@@ -33,7 +33,7 @@ def test_percentile_interpolates_like_numpy() -> None:
 def test_quantizing_a_training_workload_is_skipped_with_its_reason() -> None:
     result = run(trial_config("tiny_cnn", guard=False, quantize="dynamic_int8"))
     assert result.status == UNSUPPORTED
-    assert "quantization applies to inference workloads" in result.reason
+    assert "applies to inference workloads" in result.reason
 
 
 @needs_torchao
@@ -117,3 +117,30 @@ def test_shipped_cpu_infer_space_runs_in_quick_mode(ray_local, workdir: Path, ca
     baseline = study.get_trials()[0].user_attrs[st.METRICS]
     assert baseline["quality"] == pytest.approx(1.0)  # the reference agrees with itself
     assert baseline["latency_p99_ms"] >= baseline["latency_p50_ms"] > 0
+
+
+def test_onnxruntime_backend_runs_the_exported_model_with_the_same_accuracy() -> None:
+    if any(util.find_spec(m) is None for m in ("onnxruntime", "onnx", "onnxscript")):
+        pytest.skip("needs onnxruntime, onnx, onnxscript (pip install -e .[cpu])")
+    ort = run(trial_config("digits_cnn", guard=True, backend="onnxruntime", batch_size=64,
+                           threads=1))
+    assert ort.status == "ok", ort.reason
+    reference = run(trial_config("digits_cnn", guard=True, batch_size=64, threads=1))
+    assert abs(ort.metrics["quality"] - reference.metrics["quality"]) <= 0.01
+    clash = run(trial_config("digits_cnn", guard=False, backend="onnxruntime",
+                             quantize="dynamic_int8"))
+    assert clash.status == UNSUPPORTED
+    assert clash.reason.startswith("backend=onnxruntime with quantize=dynamic_int8")
+    assert clash.info["unsupported_choice"] == {"backend": "onnxruntime",
+                                                "quantize": "dynamic_int8"}
+
+
+def test_a_combination_found_unsupported_skips_only_configs_making_all_of_it(tmp_path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
+    st.remember_unsupported(study, {"backend": "onnxruntime", "quantize": "dynamic_int8"}, "no")
+    st.remember_unsupported(study, {"compile": "ipex"}, "missing")
+    assert st.known_unsupported(study, {"backend": "onnxruntime", "quantize": "none"}) is None
+    assert st.known_unsupported(study, {"backend": "torch", "quantize": "dynamic_int8"}) is None
+    assert st.known_unsupported(study, {"backend": "onnxruntime", "quantize": "dynamic_int8",
+                                        "threads": 1}) == "no"
+    assert st.known_unsupported(study, {"compile": "ipex"}) == "missing"

@@ -112,19 +112,26 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
                  max_cv: float = 0.10, currency: str = "USD") -> str:
     base = baseline_row(all_rows)
     best = ranked(all_rows, objective)[:top]
+    inference = any("latency_p99_ms" in row.metrics for row in best)  # latency and quality
+    extra = f" {'p99 ms':>8} {'quality':>8}" if inference else ""
     header = (f"{'rank':>4} {'trial':>5} {'samples/s':>10} {'speed-up':>8} "
-              f"{'samples/' + currency:>12} {'cv':>6}  config (changes from baseline)")
+              f"{'samples/' + currency:>12} {'cv':>6}{extra}  config (changes from baseline)")
     lines = [header]
     for rank, row in enumerate(best, 1):
         m = row.metrics
         speedup = m.get("speedup")
         cv = m.get("step_time_cv", 0.0)
         noisy = "!" if cv > max_cv else " "
+        columns = ""
+        if inference:
+            quality = m.get("guard_loss")  # an inference workload's guarded quality
+            columns = (f"{m.get('latency_p99_ms', float('nan')):>8.2f} "
+                       f"{(f'{quality:.4f}' if quality is not None else '-'):>8} ")
         lines.append(
             f"{rank:>4} {row.number:>5} {row.samples_per_sec:>10.2f} "
             f"{(f'{speedup:.2f}x' if speedup else '-'):>8} "
             f"{m.get('samples_per_dollar', 0.0):>12,.0f} {cv * 100:>5.1f}%{noisy} "
-            f"{changes(row.knobs, base.knobs if base else None)}"
+            f"{columns}{changes(row.knobs, base.knobs if base else None)}"
         )
     rejected = [row for row in all_rows if row.status == "ok" and row.violation > 0]
     failures = Counter(row.status for row in all_rows if row.status != "ok")

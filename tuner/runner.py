@@ -76,6 +76,13 @@ class InferRun:
         self.workload = workload
         self.setup = setup
         model = workload.build_model().to(setup.device).eval()
+        dataset = workload.dataset(num_batches * batch_size, seed=data_seed)
+        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=True,
+                                 num_workers=setup.num_workers, persistent_workers=False)
+        if setup.backend == "onnxruntime":
+            self.compiled = False
+            self.forward = _onnxruntime_forward(model, setup, workload.example_input(batch_size))
+            return
         if setup.channels_last:
             model = model.to(memory_format=torch.channels_last)
         model = quantize(model, setup.quantize, workload.example_input(batch_size),
@@ -93,15 +100,14 @@ class InferRun:
         self.model = model
         self.compiled = options is not None
         self.forward = torch.compile(model, **options) if self.compiled else model
-        dataset = workload.dataset(num_batches * batch_size, seed=data_seed)
-        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=True,
-                                 num_workers=setup.num_workers, persistent_workers=False)
 
     def batches(self) -> Iterator[Any]:
         return iter(self.loader)
 
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
         inputs = inputs.to(self.setup.device, non_blocking=True)
+        if self.setup.backend == "onnxruntime":
+            return self.forward(inputs)
         if self.setup.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), _autocast(self.setup):
@@ -116,3 +122,43 @@ def _autocast(setup: RunSetup) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext()
     device_type = "cuda" if setup.device.startswith("cuda") else "cpu"
     return torch.autocast(device_type, dtype=getattr(torch, setup.autocast_dtype))
+
+
+def _onnxruntime_forward(model: torch.nn.Module, setup: RunSetup,
+                         example: torch.Tensor) -> Any:
+    """The model exported to ONNX (dynamo exporter, dynamic batch) and run by an ONNX Runtime
+    session with the trial's thread counts (0: ORT's default)."""
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+
+    from tuner.knobs.base import UnsupportedChoice
+
+    clashes = {name: value for name, value in (
+        ("quantize", setup.quantize), ("compile", (setup.compile_options or {}).get("backend")),
+        ("dtype", setup.autocast_dtype), ("ipex", "optimize" if setup.ipex_optimize else None),
+    ) if value not in (None, "none")}
+    if clashes:
+        name, value = next(iter(clashes.items()))
+        shown = {"bfloat16": "bf16", "float16": "fp16"}.get(value, value)
+        raise UnsupportedChoice({"backend": "onnxruntime", name: shown}, (
+            f"backend=onnxruntime with {name}={shown}: torch-side numerics do not apply to an "
+            f"ONNX Runtime session"))
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    program = torch.onnx.export(model, (example,), dynamo=True, dynamic_shapes=({0: batch},),
+                                verbose=False)
+    folder = tempfile.mkdtemp(prefix="tuner-onnx-")
+    path = os.path.join(folder, "model.onnx")
+    program.save(path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = setup.intra_op_threads or 0
+    options.inter_op_num_threads = setup.interop_threads or 0
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    def forward(inputs: torch.Tensor) -> torch.Tensor:
+        array = inputs.detach().cpu().contiguous().numpy()
+        return torch.from_numpy(session.run(None, {input_name: array})[0])
+
+    return forward

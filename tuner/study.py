@@ -116,17 +116,18 @@ def enqueue_try_first(study: optuna.Study, space: Space) -> int:
 def known_unsupported(study: optuna.Study, knobs: dict[str, Any]) -> str | None:
     """The reason an earlier trial gave for a choice this config also makes, if any."""
     learnt = study.user_attrs.get(UNSUPPORTED_CHOICES, {})
-    for name, value in knobs.items():
-        reason = learnt.get(f"{name}={value}")
-        if reason:
+    made = {f"{name}={value}" for name, value in knobs.items()}
+    for key, reason in learnt.items():  # a key is one choice, or a combination joined by " + "
+        if set(key.split(" + ")) <= made:
             return reason
     return None
 
 
 def remember_unsupported(study: optuna.Study, choice: dict[str, Any], reason: str) -> None:
+    """`choice`: one knob's value, or several that only fail together (then only configs
+    making all of them are skipped)."""
     learnt = dict(study.user_attrs.get(UNSUPPORTED_CHOICES, {}))
-    for name, value in choice.items():
-        learnt[f"{name}={value}"] = reason
+    learnt[" + ".join(f"{name}={value}" for name, value in sorted(choice.items()))] = reason
     study.set_user_attr(UNSUPPORTED_CHOICES, learnt)
 
 

@@ -73,11 +73,14 @@ def run_trial(config: TrialConfig) -> TrialResult:
     workload = build_workload(config.workload)
     scenario = getattr(workload, "scenario", "train")
     info["scenario"] = scenario
-    if scenario != "infer" and setup.quantize != "none":
-        info["unsupported_choice"] = {"quantize": setup.quantize}
+    inference_only = {name: value for name, value in (("quantize", setup.quantize),
+                                                      ("backend", setup.backend))
+                      if value != REGISTRY[name].default}
+    if scenario != "infer" and inference_only:
+        name, value = next(iter(inference_only.items()))
+        info["unsupported_choice"] = {name: value}
         return TrialResult(status=UNSUPPORTED, info=info, reason=(
-            f"quantize={setup.quantize}: quantization applies to inference workloads; "
-            f"{config.workload.name} trains"))
+            f"{name}={value}: applies to inference workloads; {config.workload.name} trains"))
     torch.manual_seed(config.seed)
     build_started = time.perf_counter()
     run_class = InferRun if scenario == "infer" else TrainRun

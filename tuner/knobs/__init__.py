@@ -7,6 +7,7 @@ applied in this order.
 from __future__ import annotations
 
 from tuner.knobs.allocator import Allocator
+from tuner.knobs.backend import Backend
 from tuner.knobs.base import Host, Knob, RunSetup
 from tuner.knobs.batch import BatchSize
 from tuner.knobs.compile import CompileBackend, CompileMode
@@ -36,6 +37,7 @@ REGISTRY: dict[str, Knob] = {
         NumaPlacement(),
         Ipex(),
         Quantize(),
+        Backend(),
     )
 }
 

@@ -43,6 +43,7 @@ class RunSetup:
     compile_options: dict[str, Any] | None = None  # kwargs of torch.compile; None: eager
     ipex_optimize: bool = False  # ipex.optimize(model, optimizer, dtype) before compile
     quantize: str = "none"  # inference only: see tuner/quantization.py
+    backend: str = "torch"  # inference only: torch or onnxruntime
 
 
 @dataclass(frozen=True)
