@@ -9,6 +9,12 @@ writes to tuner-runs/best/) with its environment knobs reset to their defaults; 
 channels_last, fp32). The workload comes from the space file.
 
     python benchmarks/runtime_knobs.py --best tuner-runs/best/cpu_train.yaml --rounds 2
+
+Any other space and variants: the space's baseline is the base, e.g. inference backends:
+
+    python benchmarks/runtime_knobs.py --space search_spaces/cpu_infer.yaml \
+        --variant "compiled=memory_format:channels_last,compile:inductor" \
+        --variant "onnxruntime=backend:onnxruntime"
 """
 
 from __future__ import annotations
@@ -65,11 +71,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--timed-steps", type=int, default=5)
     parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=KNOB:VALUE,...",
+                        help="run these variants instead (besides the default), e.g. "
+                             "'ort=backend:onnxruntime' or 'cl=memory_format:channels_last,"
+                             "compile:inductor'")
     args = parser.parse_args()
 
     space = load_space(args.space)
     base, origin = base_config(args.best)
-    variants = {name: extra for name, extra in VARIANTS.items()
+    if not args.best and args.space != parser.get_default("space"):
+        base, origin = dict(space.baseline), f"the baseline of {args.space}"
+    chosen = dict(VARIANTS) if not args.variant else {DEFAULT: {}, **{
+        name: {knob: yaml.safe_load(value) for knob, value in
+               (pair.split(":", 1) for pair in spec.split(","))}
+        for name, spec in (item.split("=", 1) for item in args.variant)}}
+    variants = {name: extra for name, extra in chosen.items()
                 if not args.only or name in args.only or name == DEFAULT}
     cpus = len(os.sched_getaffinity(0))
     print(f"base: {base} ({origin}); workload {space.workload.name} {space.workload.options}; "
@@ -96,14 +112,17 @@ def main() -> None:
             sps = result.metrics["samples_per_sec"]
             speeds[name].append(sps)
             compiled = result.metrics.get("compile_s", 0.0)
+            latency = (f"p50 {result.metrics['latency_p50_ms']:.0f} ms, p99 "
+                       f"{result.metrics['latency_p99_ms']:.0f} ms per batch, "
+                       if "latency_p99_ms" in result.metrics else "")
             print(f"round {round_number} {name}: {sps:.2f} samples/s, cv "
                   f"{result.metrics['step_time_cv']:.1%}, "
-                  + (f"compile {compiled:.1f} s, " if compiled > 1 else "")
+                  + (f"compile {compiled:.1f} s, " if compiled > 1 else "") + latency
                   + f"affinity {result.info['affinity']}, "
                   f"preloaded {[p.rsplit('/', 1)[-1] for p in result.info['preloaded']]}",
                   flush=True)
     reference = statistics.median(speeds[DEFAULT] or [float("nan")])
-    print(f"\n{space.workload.name} training at {base}, {cpus} cores; median of "
+    print(f"\n{space.workload.name} at {base}, {cpus} cores; median of "
           f"{args.rounds} interleaved rounds")
     print("| environment | samples/s | vs default |")
     print("|---|---:|---:|")
