@@ -80,7 +80,7 @@ def main() -> None:
     space = load_space(args.space)
     base, origin = base_config(args.best)
     if not args.best and args.space != parser.get_default("space"):
-        base, origin = dict(space.baseline), f"the baseline of {args.space}"
+        base, origin = space.full_config({}), f"the baseline of {args.space}"
     chosen = dict(VARIANTS) if not args.variant else {DEFAULT: {}, **{
         name: {knob: yaml.safe_load(value) for knob, value in
                (pair.split(":", 1) for pair in spec.split(","))}

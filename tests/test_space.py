@@ -100,3 +100,18 @@ def test_bad_space_names_file_and_field(text: str, field: str, words: str) -> No
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SpaceError, match="no such file"):
         load_space(tmp_path / "nope.yaml")
+
+
+def test_a_compile_mode_without_compile_keeps_the_model_eager() -> None:
+    """A config that carries compile_mode while compile is none (a baseline filled with every
+    knob's default) must not compile: the mode means nothing without a backend."""
+    from tuner.knobs import REGISTRY, RunSetup
+
+    eager = RunSetup()
+    for name, value in (("compile", "none"), ("compile_mode", "default")):
+        REGISTRY[name].apply(value, eager)
+    assert eager.compile_options is None
+    compiled = RunSetup()
+    for name, value in (("compile", "inductor"), ("compile_mode", "max-autotune")):
+        REGISTRY[name].apply(value, compiled)
+    assert compiled.compile_options == {"backend": "inductor", "mode": "max-autotune"}

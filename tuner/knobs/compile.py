@@ -47,7 +47,9 @@ class CompileMode(Knob):
         return None
 
     def apply(self, value: Any, setup: RunSetup) -> None:
-        options = dict(setup.compile_options or {})
+        if setup.compile_options is None:  # eager: a mode means nothing (and must not compile)
+            return
+        options = dict(setup.compile_options)
         if value != "default":
             options["mode"] = value
         setup.compile_options = options
