@@ -18,6 +18,7 @@ from conftest import TESTS, live_trial_processes
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from tuner import recovery as rc
 from tuner import study as st
 
 SPACE = """
@@ -88,7 +89,9 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
     print(f"{KILLS} kills: {len(interrupted)} trials interrupted, {len(seen)} completed before "
           f"the last kill, {len(trials)} trials in all")
     assert interrupted, "no kill landed while a trial ran: the test proves nothing"
-    assert all(t.user_attrs.get(st.STATUS, "interrupted") == "interrupted" for t in interrupted)
+    # (a kill between a trial's result and its tell leaves its status "ok": still interrupted)
+    assert all(rc.is_interrupted(t) for t in interrupted), [
+        (t.number, t.user_attrs.get(st.STATUS), t.user_attrs.get(st.REASON)) for t in interrupted]
     counted = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(counted) == 5  # the budget, interrupted trials not counted
     for trial in interrupted:  # each was re-queued (Optuna's retry callback)
@@ -111,3 +114,20 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
         [run] = by_trial[trial.number]  # exactly one run per trial
         expected = "FINISHED" if trial.state == TrialState.COMPLETE else "FAILED"
         assert run.info.status == expected, (trial.number, run.info.status)
+
+
+def test_a_trial_killed_between_its_result_and_its_tell_counts_as_interrupted(
+        tmp_path: Path) -> None:
+    from tuner import report
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
+    trial = study.ask()
+    trial.set_user_attr(st.STATUS, "ok")  # the result was recorded ...
+    study.tell(trial, state=TrialState.FAIL)  # ... then the stale-trial check failed it
+    frozen = study.get_trials()[0]
+    assert rc.is_interrupted(frozen)
+    assert report.row_of(frozen).status == "interrupted"
+    failed = study.ask()
+    failed.set_user_attr(st.STATUS, "crashed")
+    study.tell(failed, state=TrialState.FAIL)
+    assert not rc.is_interrupted(study.get_trials()[1])  # a real failure stays one

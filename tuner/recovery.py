@@ -57,7 +57,7 @@ def is_interrupted(trial: FrozenTrial) -> bool:
     write itself (the stale-trial check), or one it wrote as interrupted."""
     if trial.state != TrialState.FAIL:
         return False
-    return trial.user_attrs.get(st.STATUS, INTERRUPTED) == INTERRUPTED
+    return (st.recorded_status(trial) or INTERRUPTED) == INTERRUPTED
 
 
 def retry_of(trial: FrozenTrial) -> int | None:

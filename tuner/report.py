@@ -56,11 +56,12 @@ class Row:
 
 def row_of(trial: FrozenTrial) -> Row:
     attrs = trial.user_attrs
+    status = st.recorded_status(trial)
     return Row(
         number=trial.number,
         role=attrs.get(st.ROLE, ""),
-        status=attrs.get(st.STATUS, _state_status(trial)),
-        reason=attrs.get(st.REASON, "") or _state_reason(trial),
+        status=status or _state_status(trial),
+        reason=(attrs.get(st.REASON, "") if status else "") or _state_reason(trial),
         knobs=attrs.get(st.KNOBS, dict(trial.params)),
         metrics=attrs.get(st.METRICS, {}),
         violation=float(attrs.get(st.CONSTRAINT, 0.0)),

@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.knobs import REGISTRY
 from tuner.space import Space
+from tuner.trial import OK, UNSUPPORTED
 
 # user attribute names
 ROLE = "role"  # "baseline" for the reference trial
@@ -111,6 +112,16 @@ def enqueue_try_first(study: optuna.Study, space: Space) -> int:
         study.enqueue_trial(params, user_attrs={ROLE: "try_first"}, skip_if_exists=True)
     study.set_user_attr(TRY_FIRST_DONE, True)
     return len(space.try_first)
+
+
+def recorded_status(trial: FrozenTrial) -> str | None:
+    """The trial's status attr, or None where it does not describe how the trial ended: a FAIL
+    trial holding a status the tuner never tells as FAIL (ok, unsupported) was killed between
+    recording its result and its tell, then failed by the stale-trial check: interrupted."""
+    status = trial.user_attrs.get(STATUS)
+    if trial.state == TrialState.FAIL and status in (OK, UNSUPPORTED):
+        return None
+    return status
 
 
 def known_unsupported(study: optuna.Study, knobs: dict[str, Any]) -> str | None:
