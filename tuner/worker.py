@@ -73,9 +73,8 @@ def run_trial(config: TrialConfig) -> TrialResult:
     workload = build_workload(config.workload)
     scenario = getattr(workload, "scenario", "train")
     info["scenario"] = scenario
-    inference_only = {name: value for name, value in (("quantize", setup.quantize),
-                                                      ("backend", setup.backend))
-                      if value != REGISTRY[name].default}
+    inference_only = {name: value for name, value in values.items()
+                      if REGISTRY[name].inference_only and value != REGISTRY[name].default}
     if scenario != "infer" and inference_only:
         name, value = next(iter(inference_only.items()))
         info["unsupported_choice"] = {name: value}

@@ -18,6 +18,7 @@ class Backend(Knob):
     default = TORCH
     allowed = (TORCH, "onnxruntime")
     changes_numerics = True  # ORT's kernels round differently
+    inference_only = True
 
     def unsupported_reason(self, value: Any, host: Host) -> str | None:
         if value == TORCH:

@@ -89,6 +89,7 @@ class Knob:
     allowed: ClassVar[tuple[Any, ...] | None] = None  # fixed vocabulary, if any
     integer: ClassVar[bool] = False  # may be searched as an integer range
     changes_numerics: ClassVar[bool] = False  # the accuracy guard must check its choices
+    inference_only: ClassVar[bool] = False  # a non-default choice needs an inference workload
 
     def check_choice(self, value: Any) -> Any:
         """Return the choice normalised, or raise ValueError saying what is allowed."""

@@ -19,6 +19,7 @@ class Quantize(Knob):
     allowed = (NONE, "dynamic_int8", "weight_int8", "weight_int4", "weight_int2", "weight_int1",
                "static_int8")
     changes_numerics = True
+    inference_only = True
 
     def unsupported_reason(self, value: Any, host: Host) -> str | None:
         if value == NONE:
