@@ -33,8 +33,7 @@ class TrainRun:
 
             dtype = torch.bfloat16 if setup.autocast_dtype == "bfloat16" else None
             model, self.optimizer = ipex.optimize(model, optimizer=self.optimizer, dtype=dtype)
-        if (setup.compile_options or {}).get("backend") == "ipex":
-            import intel_extension_for_pytorch  # noqa: F401  (registers the "ipex" backend)
+        _register_compile_backend(setup)
         self.model = model
         self.compiled = setup.compile_options is not None
         self.forward = (torch.compile(model, **setup.compile_options)
@@ -87,6 +86,12 @@ class InferRun:
             model = model.to(memory_format=torch.channels_last)
         model = quantize(model, setup.quantize, workload.example_input(batch_size),
                          workload.calibration_inputs())
+        if setup.ipex_optimize:  # the knob checked IPEX matches this torch before we got here
+            import intel_extension_for_pytorch as ipex
+
+            dtype = torch.bfloat16 if setup.autocast_dtype == "bfloat16" else None
+            model = ipex.optimize(model, dtype=dtype)
+        _register_compile_backend(setup)
         options = setup.compile_options
         if setup.quantize == "static_int8":
             # PT2E's int8 kernels come from inductor's lowering (weights prepacked by freezing).
@@ -115,6 +120,12 @@ class InferRun:
 
     def step(self, batch: Any) -> torch.Tensor:
         return self.predict(batch[0])
+
+
+def _register_compile_backend(setup: RunSetup) -> None:
+    """torch.compile(backend="ipex") exists once IPEX is imported."""
+    if (setup.compile_options or {}).get("backend") == "ipex":
+        import intel_extension_for_pytorch  # noqa: F401
 
 
 def _autocast(setup: RunSetup) -> contextlib.AbstractContextManager[Any]:
