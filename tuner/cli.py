@@ -145,11 +145,13 @@ def _cmd_best(args: argparse.Namespace) -> int:
                         f"studies there: {', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=args.study, storage=storage)
     objective = study.user_attrs.get(st.OBJECTIVE, "samples_per_sec")
+    objectives = tuple(study.user_attrs.get(st.OBJECTIVES, [objective]))
     rows = rp.rows(study)
     print(rp.format_table(rows, objective, top=args.top,
                           max_cv=study.user_attrs.get(st.MAX_CV, 0.10),
-                          currency=study.user_attrs.get(st.CURRENCY, "USD")))
-    best = rp.best_config(rows, objective, args.study)
+                          currency=study.user_attrs.get(st.CURRENCY, "USD"),
+                          objectives=objectives))
+    best = rp.best_config(rows, objective, args.study, objectives)
     if best is None:
         print("no feasible measured trial yet")
         return 1

@@ -58,6 +58,8 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
     """Run one trial process to completion or to its limit; always returns a result dict."""
     config = TrialConfig.from_json(config_json)
     env, explicit = trial_env(dict(os.environ), config.knobs)
+    if config.gpus == 0:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # Ray leaves a GPU-less task every GPU: it may use none
     memory_limit_mb = config.memory_limit_mb or default_memory_limit_mb(config.memory_share)
     env["TUNER_MEMORY_LIMIT_MB"] = str(memory_limit_mb)
     pinned = config.exclusive_cores or any(REGISTRY[name].pins_cores(value)
@@ -71,6 +73,7 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
         if note:
             placement_notes.append(note)
     started = time.monotonic()
+    started_at = time.time()
     with tempfile.TemporaryDirectory(prefix=f"tuner-trial-{config.trial_number}-") as folder:
         config_path = Path(folder, "config.json")
         result_path = Path(folder, "result.json")
@@ -115,6 +118,9 @@ def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
         "placement": "; ".join(placement_notes),
         "node_id": _node_id(),
         "hostname": socket.gethostname(),
+        "gpu_ids": _gpu_ids() if config.gpus else [],
+        "started_at": started_at,
+        "ended_at": time.time(),
         "wall_s": time.monotonic() - started,
         "stderr_tail": stderr_tail[-800:] if not result.ok else "",
     })
@@ -234,6 +240,18 @@ def _node_id() -> str:
         return ""
 
 
+def _gpu_ids() -> list[str]:
+    """The GPUs Ray assigned to this task (what CUDA_VISIBLE_DEVICES holds in the trial)."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return []
+        return [str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
+    except Exception:  # noqa: BLE001 - outside Ray (tests call run_trial_process directly)
+        return []
+
+
 def _check_reachable(address: str) -> None:
     """Fail in seconds on a HOST:PORT nobody listens at (ray.init would retry for minutes)."""
     host, sep, port = address.rpartition(":")
@@ -253,12 +271,22 @@ def _absolute_pythonpath() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in entries)
 
 
+def unschedulable(knobs: dict[str, Any], gpus_wanted: int,
+                  cluster_gpus: int) -> tuple[dict[str, Any], str] | None:
+    if gpus_wanted and cluster_gpus < gpus_wanted:
+        device = {"device": knobs.get("device", "cuda")}
+        return device, (f"device={device['device']}: the Ray cluster has no GPU (no node "
+                        "declares one); run on a cluster with GPU nodes, or search device: [cpu]")
+    return None
+
+
 @dataclass
 class Submitted:
     config: TrialConfig
     ref: Any
     cpus: int
     started: float
+    gpus: int = 0
 
 
 class RayExecutor:
@@ -282,22 +310,36 @@ class RayExecutor:
                                 "(start one with `ray start --head`, or leave the flag out "
                                 "for a local Ray)") from None
         self._remote = ray.remote(run_trial_process)
-        self.node_cpus = max(
-            (int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node["Alive"]),
-            default=1,
-        )
+        nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+        self.node_cpus = max((int(r.get("CPU", 0)) for r in nodes), default=1)
+        # the CPUs of the nodes that have GPUs: a GPU trial's CPU request must fit there
+        self.gpu_node_cpus = max((int(r.get("CPU", 0)) for r in nodes if r.get("GPU", 0) >= 1),
+                                 default=0)
+        self.cluster_gpus = int(sum(r.get("GPU", 0) for r in nodes))
+
+    def gpus_for(self, knobs: dict[str, Any]) -> int:
+        return max((REGISTRY[name].gpus(value) for name, value in knobs.items()), default=0)
 
     def cpus_for(self, knobs: dict[str, Any]) -> int:
-        """The trial's CPU request, from its own threads and workers, capped to fit one node."""
-        wanted = sum(REGISTRY[name].cpus(value, self.node_cpus) for name, value in knobs.items())
-        return max(1, min(wanted, self.node_cpus))
+        """The trial's CPU request, from its own threads and workers, capped to fit one node
+        (one with a GPU, for a GPU trial)."""
+        node_cpus = self.gpu_node_cpus if self.gpus_for(knobs) else self.node_cpus
+        node_cpus = max(node_cpus, 1)
+        wanted = sum(REGISTRY[name].cpus(value, node_cpus) for name, value in knobs.items())
+        return max(1, min(wanted, node_cpus))
+
+    def unschedulable(self, knobs: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+        """(the choice, why) when no node of this Ray cluster could ever run the trial: Ray
+        would keep it pending forever instead of failing it."""
+        return unschedulable(knobs, self.gpus_for(knobs), self.cluster_gpus)
 
     def submit(self, config: TrialConfig) -> Submitted:
         cpus = self.cpus_for(config.knobs)
-        config = dataclasses.replace(config, cpus=cpus)
-        ref = self._remote.options(num_cpus=cpus, max_retries=0).remote(
+        gpus = self.gpus_for(config.knobs)
+        config = dataclasses.replace(config, cpus=cpus, gpus=gpus)
+        ref = self._remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=0).remote(
             config.to_json(), config.time_limit_s)
-        return Submitted(config=config, ref=ref, cpus=cpus, started=time.monotonic())
+        return Submitted(config=config, ref=ref, cpus=cpus, started=time.monotonic(), gpus=gpus)
 
     def wait_any(self, running: list[Submitted], timeout_s: float) -> list[tuple[Submitted, TrialResult]]:
         """Results of the trials that finished within `timeout_s` (possibly none)."""
@@ -321,6 +363,7 @@ class RayExecutor:
             first = (str(error).strip().splitlines() or [""])[0][:300]
             result = TrialResult(status=CRASHED, reason=f"Ray task failed: {type(error).__name__}: {first}")
         result.info["cpus_requested"] = item.cpus
+        result.info["gpus_requested"] = item.gpus
         return result
 
     def shutdown(self) -> None:

@@ -60,6 +60,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def gpu_peak_memory_mb(device: str) -> dict[str, float]:
+    """Peak GPU memory of this process: what tensors held (allocated) and what the caching
+    allocator took from the driver (reserved, what counts against the GPU's capacity)."""
+    if device != "cuda":
+        return {}
+    import torch
+
+    return {"gpu_peak_allocated_mb": torch.cuda.max_memory_allocated() / 2**20,
+            "gpu_peak_reserved_mb": torch.cuda.max_memory_reserved() / 2**20}
+
+
+def gpu_total_mb() -> float:
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory / 2**20
+
+
 @dataclass
 class Timing:
     warmup_times_s: list[float] = field(default_factory=list)
@@ -77,7 +94,8 @@ def time_steps(
 ) -> Timing:
     """Warm-up steps, then timed steps until `timed_steps` or `max_timed_s` (at least
     `min_timed_steps`). Each step's time runs from the end of the previous step, so fetching the
-    batch from the loader is inside it, as in a real training loop."""
+    batch from the loader is inside it, as in a real training loop. `synchronize` waits for the
+    device before each clock reading (a GPU step returns while its kernels still run)."""
     timing = Timing()
     started = clock()
     iterator = batches()

@@ -32,7 +32,9 @@ def probe() -> dict[str, Any]:
     host = Host.detect()
     availability: dict[str, dict[str, str | None]] = {}
     for name, values in knob_choices().items():
-        availability[name] = {str(v): REGISTRY[name].unsupported_reason(v, host) for v in values}
+        availability[name] = {str(v): REGISTRY[name].unsupported_reason(
+            v, host, {"device": "cuda" if host.has_cuda else "cpu", name: v})
+                              for v in values}
     return {
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -48,6 +48,10 @@ class Row:
         return self.metrics.get("samples_per_sec", 0.0)
 
     @property
+    def device(self) -> str:
+        return str(self.knobs.get("device", "cpu"))
+
+    @property
     def verdict(self) -> str:
         if self.status != "ok":
             return ""
@@ -97,6 +101,44 @@ def ranked(all_rows: list[Row], objective: str) -> list[Row]:
     return sorted(feasible, key=lambda row: row.metrics.get(objective, 0.0), reverse=True)
 
 
+def pareto_front(all_rows: list[Row], objectives: tuple[str, ...]) -> list[Row]:
+    """Ranked trials no other ranked trial beats on every objective (both maximised), best
+    first on the first objective. One objective: the best trial alone."""
+    candidates = ranked(all_rows, objectives[0])
+    if len(objectives) < 2:
+        return candidates[:1]
+
+    def beats(a: Row, b: Row) -> bool:
+        pairs = [(a.metrics.get(name, 0.0), b.metrics.get(name, 0.0)) for name in objectives]
+        return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
+
+    return [row for row in candidates if not any(beats(other, row) for other in candidates)]
+
+
+def cheapest_line(all_rows: list[Row], currency: str = "USD") -> str | None:
+    """One line: which device and config give the most samples per unit of currency, and by
+    how much they beat the best config of every other device and the baseline."""
+    best = ranked(all_rows, "samples_per_dollar")
+    if not best:
+        return None
+    top, base = best[0], baseline_row(all_rows)
+    per_dollar = top.metrics.get("samples_per_dollar", 0.0)
+    price = top.metrics.get("price_per_hour")
+    line = (f"Most samples per {currency}: {top.device}, trial {top.number} "
+            f"({changes(top.knobs, base.knobs if base else None)}): {per_dollar:,.0f} samples/"
+            f"{currency}" + (f" at {price:g} {currency}/h" if price else ""))
+    versus = []
+    for device in sorted({row.device for row in best} - {top.device}):
+        other = next(row for row in best if row.device == device)
+        versus.append(f"{per_dollar / other.metrics['samples_per_dollar']:.2f}x the best {device} "
+                      f"config (trial {other.number}, "
+                      f"{other.metrics['samples_per_dollar']:,.0f})")
+    if base is not None and base.number != top.number and base.metrics.get("samples_per_dollar"):
+        versus.append(f"{per_dollar / base.metrics['samples_per_dollar']:.2f}x the baseline "
+                      f"({base.metrics['samples_per_dollar']:,.0f})")
+    return line + ("; " + " and ".join(versus) if versus else "")
+
+
 def baseline_row(all_rows: list[Row]) -> Row | None:
     return next((row for row in all_rows if row.role == st.BASELINE and row.status == "ok"), None)
 
@@ -110,12 +152,17 @@ def changes(knobs: dict[str, Any], baseline: dict[str, Any] | None) -> str:
 
 
 def format_table(all_rows: list[Row], objective: str, top: int = 10,
-                 max_cv: float = 0.10, currency: str = "USD") -> str:
+                 max_cv: float = 0.10, currency: str = "USD",
+                 objectives: tuple[str, ...] = ()) -> str:
     base = baseline_row(all_rows)
     best = ranked(all_rows, objective)[:top]
+    front = ({row.number for row in pareto_front(all_rows, objectives)}
+             if len(objectives) > 1 else set())
     inference = any("latency_p99_ms" in row.metrics for row in best)  # latency and quality
+    on_gpu = any("gpu_peak_reserved_mb" in row.metrics for row in best)
     extra = f" {'p99 ms':>8} {'quality':>8}" if inference else ""
-    header = (f"{'rank':>4} {'trial':>5} {'samples/s':>10} {'speed-up':>8} "
+    extra += f" {'GPU MB':>7}" if on_gpu else ""
+    header = (f"{'rank':>4}{' P' if front else ''} {'trial':>5} {'samples/s':>10} {'speed-up':>8} "
               f"{'samples/' + currency:>12} {'cv':>6}{extra}  config (changes from baseline)")
     lines = [header]
     for rank, row in enumerate(best, 1):
@@ -128,8 +175,12 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
             quality = m.get("guard_loss")  # an inference workload's guarded quality
             columns = (f"{m.get('latency_p99_ms', float('nan')):>8.2f} "
                        f"{(f'{quality:.4f}' if quality is not None else '-'):>8} ")
+        if on_gpu:
+            reserved = m.get("gpu_peak_reserved_mb")
+            columns += f"{(f'{reserved:,.0f}' if reserved is not None else '-'):>7} "
+        marker = (" *" if row.number in front else "  ") if front else ""
         lines.append(
-            f"{rank:>4} {row.number:>5} {row.samples_per_sec:>10.2f} "
+            f"{rank:>4}{marker} {row.number:>5} {row.samples_per_sec:>10.2f} "
             f"{(f'{speedup:.2f}x' if speedup else '-'):>8} "
             f"{m.get('samples_per_dollar', 0.0):>12,.0f} {cv * 100:>5.1f}%{noisy} "
             f"{columns}{changes(row.knobs, base.knobs if base else None)}"
@@ -150,6 +201,12 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
     lines.append(", ".join(summary))
     if any(row.metrics.get("step_time_cv", 0.0) > max_cv for row in best):
         lines.append(f"! step-time cv above {max_cv:.0%}: timings noisy, re-measure before trusting")
+    if front:
+        lines.append(f"* Pareto front ({' vs '.join(objectives)}): trial(s) "
+                     f"{', '.join(str(n) for n in sorted(front))}")
+    cheapest = cheapest_line(all_rows, currency)
+    if cheapest:
+        lines.append(cheapest)
     by_reason = failures_by_reason(all_rows)
     if by_reason:
         lines.append("failures by reason:")
@@ -193,12 +250,13 @@ def failure_lines(all_rows: list[Row]) -> list[str]:
     return lines
 
 
-def best_config(all_rows: list[Row], objective: str, study_name: str) -> dict[str, Any] | None:
+def best_config(all_rows: list[Row], objective: str, study_name: str,
+                objectives: tuple[str, ...] = ()) -> dict[str, Any] | None:
     best = ranked(all_rows, objective)
     if not best:
         return None
     row = best[0]
-    return {
+    config = {
         "study": study_name,
         "trial": row.number,
         "objective": objective,
@@ -208,6 +266,12 @@ def best_config(all_rows: list[Row], objective: str, study_name: str) -> dict[st
         "samples_per_dollar": round(row.metrics.get("samples_per_dollar", 0.0), 2),
         "knobs": row.knobs,
     }
+    if len(objectives) > 1:  # the other trade-offs worth knowing
+        config["pareto_front"] = [
+            {"trial": r.number, "samples_per_sec": round(r.samples_per_sec, 4),
+             "samples_per_dollar": round(r.metrics.get("samples_per_dollar", 0.0), 2),
+             "knobs": dict(r.knobs)} for r in pareto_front(all_rows, objectives)]
+    return config
 
 
 def best_config_yaml(config: dict[str, Any]) -> str:

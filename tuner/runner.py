@@ -1,4 +1,5 @@
-"""Runs a training workload the way a `RunSetup` says: layout, autocast, compile, loader.
+"""Runs a workload the way a `RunSetup` says: device, layout, autocast (with gradient scaling
+for fp16 on a GPU), GPU math flags, compile, loader and host-to-device copies.
 
 Used twice in a trial process: for the timed steps and for the guard's fixed experiment, so the
 guard checks exactly the numerics that were timed.
@@ -23,11 +24,15 @@ class TrainRun:
                  data_seed: int | None = None) -> None:
         self.workload = workload
         self.setup = setup
+        configure_backends(setup)
         model = workload.build_model().to(setup.device)
         if setup.channels_last:
             model = model.to(memory_format=torch.channels_last)
         model.train()
         self.optimizer = workload.optimizer(model)
+        # fp16 gradients underflow: scale the loss up, unscale before the step (skipped on inf)
+        self.scaler = (torch.amp.GradScaler(device_type(setup))
+                       if setup.grad_scaling else None)
         if setup.ipex_optimize:  # the knob checked IPEX matches this torch before we got here
             import intel_extension_for_pytorch as ipex
 
@@ -39,11 +44,7 @@ class TrainRun:
         self.forward = (torch.compile(model, **setup.compile_options)
                         if setup.compile_options is not None else model)
         dataset = workload.dataset(num_batches * batch_size, seed=data_seed)
-        self.loader = DataLoader(
-            dataset, batch_size=batch_size, shuffle=False, drop_last=True,
-            num_workers=setup.num_workers,
-            persistent_workers=False,
-        )
+        self.loader = make_loader(dataset, setup, batch_size)
         self.loss_weight = float(getattr(workload, "loss_weight", 1.0))
 
     def batches(self) -> Iterator[Any]:
@@ -52,16 +53,26 @@ class TrainRun:
     def step(self, batch: Any) -> torch.Tensor:
         """One optimizer step; returns the (unscaled) loss, detached."""
         inputs, targets = batch
-        inputs = inputs.to(self.setup.device, non_blocking=True)
-        targets = targets.to(self.setup.device, non_blocking=True)
+        inputs = inputs.to(self.setup.device, non_blocking=self.setup.non_blocking)
+        targets = targets.to(self.setup.device, non_blocking=self.setup.non_blocking)
         if self.setup.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with _autocast(self.setup):
             loss = self.workload.loss(self.forward(inputs), targets)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss * self.loss_weight if self.loss_weight != 1.0 else loss).backward()
-        self.optimizer.step()
+        weighted = loss * self.loss_weight if self.loss_weight != 1.0 else loss
+        if self.scaler is None:
+            weighted.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(weighted).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         return loss.detach()
+
+    def synchronize(self) -> None:
+        """Wait for the device: a GPU step returns before its kernels finish."""
+        synchronize(self.setup)
 
 
 class InferRun:
@@ -74,10 +85,10 @@ class InferRun:
 
         self.workload = workload
         self.setup = setup
+        configure_backends(setup)
         model = workload.build_model().to(setup.device).eval()
         dataset = workload.dataset(num_batches * batch_size, seed=data_seed)
-        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=True,
-                                 num_workers=setup.num_workers, persistent_workers=False)
+        self.loader = make_loader(dataset, setup, batch_size)
         if setup.backend == "onnxruntime":
             self.compiled = False
             self.forward = _onnxruntime_forward(model, setup, workload.example_input(batch_size))
@@ -109,8 +120,11 @@ class InferRun:
     def batches(self) -> Iterator[Any]:
         return iter(self.loader)
 
+    def synchronize(self) -> None:
+        synchronize(self.setup)
+
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
-        inputs = inputs.to(self.setup.device, non_blocking=True)
+        inputs = inputs.to(self.setup.device, non_blocking=self.setup.non_blocking)
         if self.setup.backend == "onnxruntime":
             return self.forward(inputs)
         if self.setup.channels_last and inputs.dim() == 4:
@@ -122,6 +136,39 @@ class InferRun:
         return self.predict(batch[0])
 
 
+def device_type(setup: RunSetup) -> str:
+    return "cuda" if setup.device.startswith("cuda") else "cpu"
+
+
+def configure_backends(setup: RunSetup) -> None:
+    """Process-wide GPU math flags (a fresh process per trial: nothing leaks to the next)."""
+    if device_type(setup) != "cuda":
+        return
+    if setup.tf32 is not None:
+        precision = "tf32" if setup.tf32 else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = precision
+        torch.backends.cudnn.conv.fp32_precision = precision
+    torch.backends.cudnn.benchmark = setup.cudnn_benchmark
+
+
+def make_loader(dataset: Any, setup: RunSetup, batch_size: int) -> DataLoader:
+    """The DataLoader as the setup says; worker-only options only with workers (torch refuses
+    them otherwise), pinning only for a GPU (there is nothing to pin for on a CPU run)."""
+    options: dict[str, Any] = {}
+    if setup.num_workers > 0:
+        options["persistent_workers"] = setup.persistent_workers
+        if setup.prefetch_factor is not None:
+            options["prefetch_factor"] = setup.prefetch_factor
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=True,
+                      num_workers=setup.num_workers,
+                      pin_memory=setup.pin_memory and device_type(setup) == "cuda", **options)
+
+
+def synchronize(setup: RunSetup) -> None:
+    if device_type(setup) == "cuda":
+        torch.cuda.synchronize()
+
+
 def _register_compile_backend(setup: RunSetup) -> None:
     """torch.compile(backend="ipex") exists once IPEX is imported."""
     if (setup.compile_options or {}).get("backend") == "ipex":
@@ -131,8 +178,7 @@ def _register_compile_backend(setup: RunSetup) -> None:
 def _autocast(setup: RunSetup) -> contextlib.AbstractContextManager[Any]:
     if setup.autocast_dtype is None:
         return contextlib.nullcontext()
-    device_type = "cuda" if setup.device.startswith("cuda") else "cpu"
-    return torch.autocast(device_type, dtype=getattr(torch, setup.autocast_dtype))
+    return torch.autocast(device_type(setup), dtype=getattr(torch, setup.autocast_dtype))
 
 
 def _onnxruntime_forward(model: torch.nn.Module, setup: RunSetup,

@@ -26,7 +26,7 @@ from tuner.errors import SearchAborted, UserError
 from tuner.knobs import numerics_key
 from tuner.space import Space
 from tuner.stores import Locations, ensure_local_folders, preflight
-from tuner.trial import UNSUPPORTED, TrialConfig, TrialResult
+from tuner.trial import OOM, UNSUPPORTED, TrialConfig, TrialResult
 
 WAIT_SLICE_S = 10.0
 PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet terminal is no hang
@@ -34,7 +34,8 @@ SYNC_RETRY_S = 30.0  # how often to retry MLflow writes that failed
 # what the storage keeps of where and how a trial ran (the rest of result.info is transient)
 INFO_KEPT = ("note", "node_id", "hostname", "env_set", "versions", "memory_limit_mb",
              "pinned_cores", "affinity", "preloaded", "torch_threads", "interop_threads",
-             "placement", "memory_policy", "scenario")
+             "placement", "memory_policy", "scenario", "gpu", "gpu_ids", "started_at",
+             "ended_at")
 # at the end, how long to wait for an unreachable MLflow to answer again before giving up
 FINAL_SYNC_WAIT_S = float(os.environ.get("TUNER_MLFLOW_WAIT_S", "30"))
 
@@ -129,9 +130,13 @@ class Search:
         session = parent if isinstance(parent, str) else f"unlogged-{uuid.uuid4().hex}"
         self.heartbeats = rc.Heartbeats(self.study, session, self.space.trial.heartbeat_s)
         self.heartbeats.start()
-        self.out(f"ray: {self.executor.node_cpus} CPUs per node; up to "
+        gpus = f", {self.executor.cluster_gpus} GPU(s)" if self.executor.cluster_gpus else ""
+        self.out(f"ray: {self.executor.node_cpus} CPUs per node{gpus}; up to "
                  f"{self.space.trial.max_concurrent} trial(s) at a time; "
                  f"mlflow: {self.where.tracking_uri}; storage: {self.where.storage}")
+        if "cuda" in self.space.devices() and not self.executor.cluster_gpus:
+            self.out("note: this Ray cluster has no GPU: device=cuda trials are skipped and "
+                     "recorded as unsupported (give --ray-address of a cluster with GPU nodes)")
         self.started = time.monotonic()
         failed = False
         try:
@@ -260,7 +265,16 @@ class Search:
             return role
         known = st.known_unsupported(self.study, knobs)
         if known is not None:
-            self._skip_known_unsupported(trial, role, known)
+            self._skip(trial, role, UNSUPPORTED, known)
+            return role
+        too_big = st.known_out_of_memory(self.study, knobs)
+        if too_big is not None:
+            self._skip(trial, role, OOM, too_big)
+            return role
+        nowhere = self.executor.unschedulable(knobs)
+        if nowhere is not None:
+            st.remember_unsupported(self.study, *nowhere)
+            self._skip(trial, role, UNSUPPORTED, nowhere[1])
             return role
         key = numerics_key(knobs)
         cached = st.guard_cache(self.study)
@@ -295,14 +309,17 @@ class Search:
         trial.set_constraint(st.CONSTRAINT, float(earlier.user_attrs.get(st.CONSTRAINT, 0.0)))
         self._start_run(trial, trial.user_attrs[st.KNOBS], {"tuner.role": "candidate",
                                                             "tuner.duplicate_of": str(earlier.number)})
-        self._close(trial.number, values=earlier.value)
+        self._close(trial.number, values=earlier.values)
         self.out(f"{self._progress()} trial {trial.number} has the config of trial "
                  f"{earlier.number}: result reused, nothing re-measured")
 
-    def _skip_known_unsupported(self, trial: Any, role: str, reason: str) -> None:
-        """A choice an earlier trial found unsupported: skipped without starting a process."""
-        trial.set_user_attr(st.STATUS, UNSUPPORTED)
+    def _skip(self, trial: Any, role: str, status: str, reason: str) -> None:
+        """A config known not to run (a choice found unsupported, a batch size known to run out
+        of memory, a GPU the cluster lacks): skipped without starting a process."""
+        trial.set_user_attr(st.STATUS, status)
         trial.set_user_attr(st.REASON, reason)
+        if status == OOM:
+            trial.set_constraint(st.CONSTRAINT, 1.0)  # infeasible: the sampler moves away
         self._start_run(trial, trial.user_attrs[st.KNOBS], {"tuner.role": role})
         self._close(trial.number, state=TrialState.PRUNED)
         self.out(f"{self._progress()} trial {trial.number} skipped, not started: {reason}")
@@ -325,6 +342,9 @@ class Search:
                 result.reason = self._guard_reason(metrics, result.info.get("scenario", "train"))
         if result.status == UNSUPPORTED and result.info.get("unsupported_choice"):
             st.remember_unsupported(self.study, result.info["unsupported_choice"], result.reason)
+        if result.status == OOM:  # larger batches with the same numerics are skipped from now on
+            st.remember_out_of_memory(self.study, running.knobs, trial_number)
+            running.trial.set_constraint(st.CONSTRAINT, 1.0)  # and the sampler learns it
         info = {key: result.info[key] for key in INFO_KEPT if key in result.info}
         attrs = {st.STATUS: result.status, st.REASON: result.reason, st.METRICS: metrics,
                  st.CONSTRAINT: violation, st.STEP_TIMES: result.step_times_s,
@@ -333,13 +353,15 @@ class Search:
             running.trial.set_user_attr(name, attr)
         if result.ok:
             running.trial.set_constraint(st.CONSTRAINT, violation)
-            self._close(trial_number, values=metrics[self.space.objective])
+            self._close(trial_number, values=[metrics[name] for name in self.space.objectives])
         else:
-            self._close(trial_number, state=(TrialState.PRUNED if result.status == UNSUPPORTED
+            # PRUNED, unlike FAIL, is seen by the sampler: it learns which choices and batch
+            # sizes do not run
+            self._close(trial_number, state=(TrialState.PRUNED if result.status in (UNSUPPORTED, OOM)
                                              else TrialState.FAIL))
         self.out(self._result_line(trial_number, running, result, metrics, violation))
 
-    def _close(self, trial_number: int, values: float | None = None,
+    def _close(self, trial_number: int, values: list[float] | None = None,
                state: TrialState | None = None) -> None:
         """Tell Optuna, then write the MLflow record from what the storage now holds. Optuna
         first: it is the record of truth, and a record MLflow misses is written later."""
@@ -428,8 +450,9 @@ class Search:
         """Metrics the driver adds: cost, speed-up, guard verdict (from the cache if not run)."""
         derived: dict[str, float] = {}
         sps = result.metrics["samples_per_sec"]
-        derived["samples_per_dollar"] = cost.samples_per_dollar(sps,
-                                                                self.space.cost.price_per_hour)
+        price = self.space.cost.price_for(running.knobs.get("device", "cpu"))
+        derived["price_per_hour"] = price
+        derived["samples_per_dollar"] = cost.samples_per_dollar(sps, price)
         if running.role == st.BASELINE:
             derived["speedup"] = 1.0
             if result.guard_loss is not None:
@@ -524,8 +547,10 @@ class Search:
     def _outcome(self) -> Outcome:
         all_rows = rp.rows(self.study)
         table = rp.format_table(all_rows, self.space.objective, max_cv=self.space.max_cv,
-                                currency=self.space.cost.currency)
-        best = rp.best_config(all_rows, self.space.objective, self.study_name)
+                                currency=self.space.cost.currency,
+                                objectives=self.space.objectives)
+        best = rp.best_config(all_rows, self.space.objective, self.study_name,
+                              self.space.objectives)
         best_path = rp.export_best(best, self.where.best_folder) if best else None
         return Outcome(self.study_name, all_rows, table, best_path, self.launched)
 
@@ -545,8 +570,19 @@ class Search:
             metrics["best_speedup"] = best[0].metrics.get("speedup", 0.0)
             tags["tuner.best_trial"] = str(best[0].number)
             tags["tuner.best_config"] = rp.changes(best[0].knobs, base.knobs if base else None)
+        cheapest = rp.cheapest_line(outcome.rows, self.space.cost.currency)
+        if cheapest:
+            tags["tuner.most_samples_per_dollar"] = cheapest[:5000]
         texts = {"summary.txt": outcome.table + "\n\n" + "\n".join(rp.failure_lines(outcome.rows))}
         files = [outcome.best_path] if outcome.best_path else []
+        if len(self.space.objectives) > 1 or len(self.space.devices()) > 1:
+            from tuner.plots import pareto_plot
+
+            plot = pareto_plot(outcome.rows, self.space.objectives,
+                               self.where.workdir / "plots" / self.study_name / "pareto_front.png",
+                               self.space.cost.currency)
+            if plot is not None:
+                files.append(plot)
         return self._mlflow(tracker.finish_search, metrics, tags, texts, files, failed) is not None
 
 

@@ -93,11 +93,33 @@ class TrialLimits:
 
 
 @dataclass(frozen=True)
+class WorkerPrice:
+    """What one kind of worker costs: the instance a trial's device stands for."""
+
+    price_per_hour: float = 1.0
+    instance: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Cost:
+    """Prices per hour: one for every trial, or one per device (a CPU instance and a GPU
+    instance) when the space compares devices."""
+
     price_per_hour: float = 1.0
     currency: str = "USD"
     instance: str = ""
     source: str = ""
+    as_of: str = ""  # when the prices were read: on-demand prices move
+    devices: dict[str, WorkerPrice] = field(default_factory=dict)
+
+    def worker(self, device: str) -> WorkerPrice:
+        if device in self.devices:
+            return self.devices[device]
+        return WorkerPrice(self.price_per_hour, self.instance, self.source)
+
+    def price_for(self, device: str) -> float:
+        return self.worker(device).price_per_hour
 
 
 @dataclass(frozen=True)
@@ -129,7 +151,7 @@ class Space:
     knobs: dict[str, KnobSpace]
     baseline: dict[str, Any]
     description: str = ""
-    objective: str = "samples_per_sec"
+    objectives: tuple[str, ...] = ("samples_per_sec",)  # two: a Pareto front
     budget: Budget = field(default_factory=Budget)
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     trial: TrialLimits = field(default_factory=TrialLimits)
@@ -144,6 +166,15 @@ class Space:
     def max_cv(self) -> float:
         return self.measure.max_cv
 
+    @property
+    def objective(self) -> str:
+        """The objective tables rank by (the first, when there are two)."""
+        return self.objectives[0]
+
+    def devices(self) -> tuple[str, ...]:
+        """The devices this space's trials may run on."""
+        return _devices(self.knobs, self.baseline)
+
     def size(self) -> int:
         """Number of distinct configs in the space (conditional knobs counted as if always on)."""
         return math.prod(knob.size() for knob in self.knobs.values())
@@ -151,6 +182,13 @@ class Space:
     def full_config(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
         """Knob values of a trial: the baseline, overridden by what was sampled, active only."""
         return active_values({**self.baseline, **sampled})
+
+
+def _devices(knobs: dict[str, KnobSpace], baseline: dict[str, Any]) -> tuple[str, ...]:
+    knob = knobs.get("device")
+    if knob is not None and knob.choices is not None:
+        return tuple(knob.choices)
+    return (str(baseline.get("device", "cpu")),)
 
 
 def load_space(path: str | Path, overrides: list[str] | None = None) -> Space:
@@ -317,18 +355,19 @@ class _Reader:
         measure = self.measure(raw.get("measure"))
         guard_raw = self.mapping(raw.get("guard"), "guard",
                                  ("tolerance", "mode", "steps", "batch_size", "seed"))
+        devices = _devices(knobs, baseline)
         return Space(
             source=self.source,
             study=study,
             description=self.optional_string(raw.get("description"), "description") or "",
             workload=self.workload(raw.get("workload")),
-            objective=self.string(raw.get("objective", "samples_per_sec"), "objective", OBJECTIVES),
+            objectives=self.objectives(raw.get("objective", "samples_per_sec")),
             knobs=knobs,
             baseline=baseline,
             budget=self.budget(raw.get("budget")),
             measure=measure,
             trial=self.trial(raw.get("trial")),
-            cost=self.cost(raw.get("cost")),
+            cost=self.cost(raw.get("cost"), devices),
             guard=Guard(
                 tolerance=self.number(guard_raw.get("tolerance", 0.02), "guard.tolerance", 0, 1e6),
                 mode=self.string(guard_raw.get("mode", "relative"), "guard.mode",
@@ -514,14 +553,51 @@ class _Reader:
             configs.append(dict(data))
         return tuple(configs)
 
-    def cost(self, raw: Any) -> Cost:
-        data = self.mapping(raw, "cost", ("price_per_hour", "currency", "instance", "source"))
+    def objectives(self, raw: Any) -> tuple[str, ...]:
+        if isinstance(raw, str):
+            return (self.string(raw, "objective", OBJECTIVES),)
+        if (not isinstance(raw, list) or not 1 <= len(raw) <= 2
+                or len(set(map(repr, raw))) != len(raw)):
+            raise self.fail("objective", f"give one of {', '.join(OBJECTIVES)}, or both as a "
+                            "list for a Pareto front: [samples_per_sec, samples_per_dollar]")
+        return tuple(self.string(item, f"objective[{index}]", OBJECTIVES)
+                     for index, item in enumerate(raw))
+
+    def worker_price(self, raw: Any, field_path: str, default: float | None) -> WorkerPrice:
+        data = self.mapping(raw, field_path, ("price_per_hour", "instance", "source"))
+        if "price_per_hour" not in data and default is None:
+            raise self.fail(f"{field_path}.price_per_hour", "missing; give the worker's price "
+                            "per hour (e.g. its on-demand price)")
+        return WorkerPrice(
+            price_per_hour=self.number(data.get("price_per_hour", default),
+                                       f"{field_path}.price_per_hour", 1e-9, 1e6),
+            instance=self.optional_string(data.get("instance"), f"{field_path}.instance") or "",
+            source=self.optional_string(data.get("source"), f"{field_path}.source") or "",
+        )
+
+    def cost(self, raw: Any, devices: tuple[str, ...]) -> Cost:
+        from tuner.knobs.device import Device
+
+        per_device = Device.allowed or ()
+        data = self.mapping(raw, "cost", ("price_per_hour", "currency", "instance", "source",
+                                          "as_of", *per_device))
+        flat = self.worker_price({k: data[k] for k in ("price_per_hour", "instance", "source")
+                                  if k in data}, "cost", 1.0)
+        prices = {device: self.worker_price(data[device], f"cost.{device}", None)
+                  for device in per_device if device in data}
+        unpriced = [device for device in devices if device not in prices]
+        if len(devices) > 1 and unpriced:
+            raise self.fail(f"cost.{unpriced[0]}", f"missing: trials run on {' and '.join(devices)}, "
+                            "so each device needs its own price, e.g. cost: {cpu: "
+                            "{price_per_hour: 0.357}, cuda: {price_per_hour: 1.212}}")
+        as_of = data.get("as_of")
         return Cost(
-            price_per_hour=self.number(data.get("price_per_hour", 1.0), "cost.price_per_hour",
-                                       1e-9, 1e6),
+            price_per_hour=flat.price_per_hour,
             currency=self.string(data.get("currency", "USD"), "cost.currency"),
-            instance=self.optional_string(data.get("instance"), "cost.instance") or "",
-            source=self.optional_string(data.get("source"), "cost.source") or "",
+            instance=flat.instance,
+            source=flat.source,
+            as_of="" if as_of is None else self.string(str(as_of), "cost.as_of"),
+            devices=prices,
         )
 
     def sampler(self, raw: Any) -> Sampler:

@@ -13,9 +13,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.knobs import REGISTRY
+from tuner.errors import UserError
+from tuner.knobs import REGISTRY, numerics_key
 from tuner.space import Space
-from tuner.trial import OK, UNSUPPORTED
+from tuner.trial import OK, OOM, UNSUPPORTED
 
 # user attribute names
 ROLE = "role"  # "baseline" for the reference trial
@@ -35,11 +36,13 @@ INFO = "info"  # where and how it ran: node, host, env set, versions, note
 GUARD_REFERENCE = "guard_reference"
 GUARD_CACHE = "guard_cache"  # numerics key -> guard loss
 SPACE_SOURCE = "space_source"
-OBJECTIVE = "objective"
+OBJECTIVE = "objective"  # the one tables rank by
+OBJECTIVES = "objectives"  # all of them, in the study's order of values
 MAX_CV = "max_cv"
 CURRENCY = "currency"
 WORKLOAD = "workload"
 UNSUPPORTED_CHOICES = "unsupported_choices"  # "knob=value" -> reason, learnt from trials
+MEMORY_LIMITS = "memory_limits"  # numerics key -> [smallest batch that ran out of memory, trial]
 TRY_FIRST_DONE = "try_first_enqueued"
 
 
@@ -66,13 +69,21 @@ def open_study(space: Space, storage: str | optuna.storages.BaseStorage,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         storage=storage, study_name=study_name, sampler=make_sampler(space),
-        direction="maximize", load_if_exists=True,
+        directions=["maximize"] * len(space.objectives), load_if_exists=True,
     )
+    before = study.user_attrs.get(OBJECTIVES) or (
+        [study.user_attrs[OBJECTIVE]] if OBJECTIVE in study.user_attrs else list(space.objectives))
+    if list(before) != list(space.objectives) or len(study.directions) != len(space.objectives):
+        raise UserError(f"objective: study {study_name} holds trials measured for "
+                        f"{' and '.join(before)}, the space asks for "
+                        f"{' and '.join(space.objectives)}; a study keeps its objectives: give "
+                        "this search another study name (--study NAME)")
     done = len(study.get_trials(deepcopy=False))
     if done:
         study.sampler = make_sampler(space, done)
     study.set_user_attr(SPACE_SOURCE, space.source)
     study.set_user_attr(OBJECTIVE, space.objective)
+    study.set_user_attr(OBJECTIVES, list(space.objectives))
     study.set_user_attr(MAX_CV, space.max_cv)
     study.set_user_attr(CURRENCY, space.cost.currency)
     study.set_user_attr(WORKLOAD, {"name": space.workload.name,
@@ -116,10 +127,10 @@ def enqueue_try_first(study: optuna.Study, space: Space) -> int:
 
 def recorded_status(trial: FrozenTrial) -> str | None:
     """The trial's status attr, or None where it does not describe how the trial ended: a FAIL
-    trial holding a status the tuner never tells as FAIL (ok, unsupported) was killed between
+    trial holding a status the tuner never tells as FAIL (ok, unsupported, oom) was killed between
     recording its result and its tell, then failed by the stale-trial check: interrupted."""
     status = trial.user_attrs.get(STATUS)
-    if trial.state == TrialState.FAIL and status in (OK, UNSUPPORTED):
+    if trial.state == TrialState.FAIL and status in (OK, UNSUPPORTED, OOM):
         return None
     return status
 
@@ -140,6 +151,30 @@ def remember_unsupported(study: optuna.Study, choice: dict[str, Any], reason: st
     learnt = dict(study.user_attrs.get(UNSUPPORTED_CHOICES, {}))
     learnt[" + ".join(f"{name}={value}" for name, value in sorted(choice.items()))] = reason
     study.set_user_attr(UNSUPPORTED_CHOICES, learnt)
+
+
+def remember_out_of_memory(study: optuna.Study, knobs: dict[str, Any], trial_number: int) -> None:
+    """A batch size that ran out of memory: the same numerics (device, dtype, layout, compile)
+    at this batch size or larger will too, so they are skipped from now on."""
+    batch = knobs.get("batch_size")
+    if not isinstance(batch, int):
+        return
+    limits = dict(study.user_attrs.get(MEMORY_LIMITS, {}))
+    key = numerics_key(knobs)
+    if key not in limits or batch < limits[key][0]:
+        limits[key] = [batch, trial_number]
+        study.set_user_attr(MEMORY_LIMITS, limits)
+
+
+def known_out_of_memory(study: optuna.Study, knobs: dict[str, Any]) -> str | None:
+    """Why this config would run out of memory, judging by an earlier trial, or None."""
+    batch = knobs.get("batch_size")
+    limit = study.user_attrs.get(MEMORY_LIMITS, {}).get(numerics_key(knobs))
+    if limit is None or not isinstance(batch, int) or batch < limit[0]:
+        return None
+    where = numerics_key(knobs) or "the same config"
+    return (f"batch_size={batch}: batch {limit[0]} already ran out of memory with {where} "
+            f"(trial {limit[1]})")
 
 
 def baseline_trial(study: optuna.Study) -> FrozenTrial | None:

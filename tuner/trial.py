@@ -67,6 +67,7 @@ class TrialConfig:
     memory_limit_mb: int | None = None  # None: a share of the node's memory (see executor)
     memory_share: int = 1  # trials that may run at once on a node: they split its memory
     cpus: int = 0  # cores the trial was given by Ray (its pinned core set's size)
+    gpus: int = 0  # GPUs Ray gave it (it sees only those)
     exclusive_cores: bool = False  # trials run side by side: pin each to cores of its own
     cache_dir: str = ""  # where a workload may cache what it builds once (trained weights)
 
@@ -88,6 +89,7 @@ class TrialConfig:
             memory_limit_mb=raw.get("memory_limit_mb"),
             memory_share=raw.get("memory_share", 1),
             cpus=raw.get("cpus", 0),
+            gpus=raw.get("gpus", 0),
             exclusive_cores=raw.get("exclusive_cores", False),
             cache_dir=raw.get("cache_dir", ""),
         )

@@ -41,7 +41,7 @@ def run_trial(config: TrialConfig) -> TrialResult:
     info["worker_cpus"] = host.cpu_count
     values = config.knobs
     for name, value in values.items():
-        reason = REGISTRY[name].unsupported_reason(value, host)
+        reason = REGISTRY[name].unsupported_reason(value, host, values)
         if reason:
             info["unsupported_choice"] = {name: value}  # the driver skips it from now on
             return TrialResult(status=UNSUPPORTED, reason=reason, info=info)
@@ -67,6 +67,11 @@ def run_trial(config: TrialConfig) -> TrialResult:
                        if key.startswith(("OMP_", "KMP_", "MKL_")) or key in ("LD_PRELOAD",
                                                                              "MALLOC_CONF")}
     info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    if setup.device == "cuda":
+        info["gpu"] = f"{host.gpu_name} (compute capability {host.gpu_capability[0]}." \
+                      f"{host.gpu_capability[1]}, {measure.gpu_total_mb():,.0f} MB)"
+        info["versions"]["cuda"] = str(torch.version.cuda)  # type: ignore[index]
+        info["versions"]["cudnn"] = str(torch.backends.cudnn.version())  # type: ignore[index]
 
     if config.cache_dir:
         os.environ["TUNER_CACHE_DIR"] = config.cache_dir  # e.g. trained weights, built once
@@ -106,6 +111,7 @@ def run_trial(config: TrialConfig) -> TrialResult:
                       if run.compiled else 0.0),
         "model_build_s": build_s,
         "peak_rss_mb": measure.peak_rss_mb(),
+        **measure.gpu_peak_memory_mb(setup.device),  # build, warm-up and timed steps
     }
     quality_of = None
     if scenario == "infer":
@@ -158,11 +164,11 @@ def _timed_rounds(run: Any, config: TrialConfig) -> tuple[Any, Any, Any, int]:
     from tuner import measure
 
     settings = config.measure
-    first = measure.time_steps(run.batches, run.step, settings)
+    first = measure.time_steps(run.batches, run.step, settings, run.synchronize)
     best = (first, measure.step_stats(first.step_times_s))
     rounds = 1
     while best[1].cv > settings.max_cv and rounds <= settings.remeasure:
-        timing = measure.time_steps(run.batches, run.step, settings)
+        timing = measure.time_steps(run.batches, run.step, settings, run.synchronize)
         stats = measure.step_stats(timing.step_times_s)
         rounds += 1
         if stats.cv < best[1].cv:

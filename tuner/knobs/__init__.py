@@ -11,21 +11,31 @@ from tuner.knobs.backend import Backend
 from tuner.knobs.base import Host, Knob, RunSetup
 from tuner.knobs.batch import BatchSize
 from tuner.knobs.compile import CompileBackend, CompileMode
+from tuner.knobs.cuda_math import CudnnBenchmark, Tf32
+from tuner.knobs.device import Device
 from tuner.knobs.ipex import Ipex
-from tuner.knobs.loader import NumWorkers
+from tuner.knobs.loader import NumWorkers, PersistentWorkers, PrefetchFactor
 from tuner.knobs.memory_format import MemoryFormat
 from tuner.knobs.numa import NumaPlacement
 from tuner.knobs.openmp import Affinity, OpenMPRuntime
 from tuner.knobs.precision import AutocastDtype
 from tuner.knobs.quantize import Quantize
 from tuner.knobs.threads import InterOpThreads, IntraOpThreads
+from tuner.knobs.transfer import NonBlocking, PinMemory
 
 REGISTRY: dict[str, Knob] = {
     knob.name: knob
     for knob in (
+        Device(),  # first: other knobs' conditions and checks read it
         BatchSize(),
         NumWorkers(),
+        PrefetchFactor(),
+        PersistentWorkers(),
+        PinMemory(),
+        NonBlocking(),
         AutocastDtype(),
+        Tf32(),
+        CudnnBenchmark(),
         MemoryFormat(),
         CompileBackend(),
         CompileMode(),

@@ -32,7 +32,8 @@ class Allocator(Knob):
             env["MALLOC_CONF"] = runtime_libs.JEMALLOC_CONF
         return env
 
-    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+    def unsupported_reason(self, value: Any, host: Host,
+                           values: Mapping[str, Any]) -> str | None:
         if value != DEFAULT and runtime_libs.find(value) is None:
             return runtime_libs.missing_reason(value)
         return None

@@ -3,10 +3,12 @@ with torch.onnx's dynamo exporter, run by an ORT session with the trial's thread
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import util
 from typing import Any
 
 from tuner.knobs.base import Host, Knob, RunSetup
+from tuner.knobs.device import on_cuda
 
 TORCH = "torch"
 ORT_PACKAGES = {"onnxruntime": "onnxruntime", "onnx": "onnx", "onnxscript": "onnxscript"}
@@ -20,9 +22,12 @@ class Backend(Knob):
     changes_numerics = True  # ORT's kernels round differently
     inference_only = True
 
-    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+    def unsupported_reason(self, value: Any, host: Host,
+                           values: Mapping[str, Any]) -> str | None:
         if value == TORCH:
             return None
+        if on_cuda(values):
+            return "backend=onnxruntime runs on ORT's CPU provider here: use it with device=cpu"
         missing = [package for module, package in ORT_PACKAGES.items()
                    if util.find_spec(module) is None]
         if missing:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tuner.knobs.base import Host, Knob, RunSetup
+from tuner.knobs.device import on_cuda
 from tuner.knobs.ipex import ipex_problem
 
 NONE = "none"
@@ -18,9 +19,10 @@ class CompileBackend(Knob):
     allowed = (NONE, "inductor", "aot_eager", "ipex")  # "ipex": IPEX's backend, registered at its import
     changes_numerics = True
 
-    def unsupported_reason(self, value: Any, host: Host) -> str | None:
-        if value == "inductor" and not host.has_cuda and host.cxx_compiler is None:
-            return "compile=inductor needs a C++ compiler on CPU (apt-get install g++)"
+    def unsupported_reason(self, value: Any, host: Host,
+                           values: Mapping[str, Any]) -> str | None:
+        if value == "inductor" and host.cxx_compiler is None:  # CPU kernels; Triton's launchers
+            return "compile=inductor needs a C++ compiler (apt-get install g++)"
         if value == "ipex":
             problem = ipex_problem()
             return f"compile=ipex: {problem}" if problem else None
@@ -41,9 +43,10 @@ class CompileMode(Knob):
     def is_active(self, values: Mapping[str, Any]) -> bool:
         return values.get("compile", NONE) == "inductor"
 
-    def unsupported_reason(self, value: Any, host: Host) -> str | None:
-        if value == "reduce-overhead" and not host.has_cuda:
-            return "compile_mode=reduce-overhead uses CUDA graphs; this worker has no CUDA device"
+    def unsupported_reason(self, value: Any, host: Host,
+                           values: Mapping[str, Any]) -> str | None:
+        if value == "reduce-overhead" and not on_cuda(values):
+            return "compile_mode=reduce-overhead uses CUDA graphs: it needs device=cuda"
         return None
 
     def apply(self, value: Any, setup: RunSetup) -> None:

@@ -7,6 +7,7 @@ package metadata, without importing it (a mismatched IPEX fails loudly at import
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
@@ -39,7 +40,8 @@ class Ipex(Knob):
     allowed = ("none", "optimize")
     changes_numerics = True  # weight prepacking and bf16 kernels
 
-    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+    def unsupported_reason(self, value: Any, host: Host,
+                           values: Mapping[str, Any]) -> str | None:
         if value == "none":
             return None
         problem = ipex_problem()

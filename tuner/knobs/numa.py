@@ -11,6 +11,7 @@ import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ class NumaPlacement(Knob):
     default = "none"
     allowed = ("none", LOCAL)
 
-    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+    def unsupported_reason(self, value: Any, host: Host,
+                           values: Mapping[str, Any]) -> str | None:
         if value == LOCAL and shutil.which("numactl") is None:
             return "numa=local: numactl not found (apt-get install numactl)"
         return None

@@ -27,7 +27,8 @@ class OpenMPRuntime(Knob):
         # run_cpu's settings for Intel OpenMP: threads sleep at once when idle
         return {"LD_PRELOAD": str(path), "KMP_BLOCKTIME": "1"}
 
-    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+    def unsupported_reason(self, value: Any, host: Host,
+                           values: Mapping[str, Any]) -> str | None:
         if value == "iomp" and runtime_libs.find("iomp") is None:
             return runtime_libs.missing_reason("iomp")
         return None

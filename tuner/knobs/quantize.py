@@ -3,10 +3,12 @@ int8 through PT2E. Changes numerics, so every choice passes the accuracy guard f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
 from tuner.knobs.base import Host, Knob, RunSetup
+from tuner.knobs.device import on_cuda
 
 NONE = "none"
 
@@ -21,14 +23,17 @@ class Quantize(Knob):
     changes_numerics = True
     inference_only = True
 
-    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+    def unsupported_reason(self, value: Any, host: Host,
+                           values: Mapping[str, Any]) -> str | None:
         if value == NONE:
             return None
         try:
             metadata.version("torchao")
         except metadata.PackageNotFoundError:
             return f"quantize={value}: torchao is not installed (pip install torchao, or .[cpu])"
-        if value == "static_int8" and not host.has_cuda and host.cxx_compiler is None:
+        if value == "static_int8" and on_cuda(values):
+            return "quantize=static_int8 uses the x86 inductor quantizer: CPU only"
+        if value == "static_int8" and host.cxx_compiler is None:
             return "quantize=static_int8 is lowered by inductor: needs a C++ compiler " \
                    "(apt-get install g++)"
         return None

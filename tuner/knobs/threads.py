@@ -27,7 +27,8 @@ class _ThreadCount(Knob):
     def check_choice(self, value: Any) -> Any:
         return _thread_count(value)
 
-    def unsupported_reason(self, value: Any, host: Host) -> str | None:
+    def unsupported_reason(self, value: Any, host: Host,
+                           values: Mapping[str, Any]) -> str | None:
         if value != DEFAULT and int(value) > host.cpu_count:
             return f"{self.name}={value}: this worker has only {host.cpu_count} usable cores"
         return None
