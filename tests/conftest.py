@@ -37,10 +37,13 @@ def live_trial_processes(marker: str = "tuner-trial-") -> list[str]:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """A real local Ray, started once: each `tuner search` in the session reuses it."""
+    """A real local Ray, started once: each `tuner search` in the session reuses it. It declares
+    one GPU, as a GPU node does, so GPU trials are really scheduled by Ray (one at a time); no
+    trial can use it here, and each says so."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
     yield ray
     ray.shutdown()
 

@@ -18,7 +18,7 @@ SPACE = """
 study: chaos
 workload: {name: "faulty_workloads:chaos", options: {image_size: 16}}
 knobs:
-  batch_size: [8, 1, 2, 3, 4, 5, 64, 32, 16]
+  batch_size: [8, 1, 2, 3, 128, 5, 64, 32, 16, 256]
   compile: [none, inductor]
   compile_mode: [default, reduce-overhead]
   threads: [1]
@@ -28,13 +28,14 @@ try_first:
   - {batch_size: 1}
   - {batch_size: 2}
   - {batch_size: 3}
-  - {batch_size: 4}
+  - {batch_size: 128}
   - {batch_size: 5}
   - {batch_size: 64}
   - {batch_size: 32}
   - {batch_size: 16}
   - {batch_size: 16, compile: inductor, compile_mode: reduce-overhead}
-budget: {trials: 11, timeout_s: 600}
+  - {batch_size: 256}
+budget: {trials: 12, timeout_s: 600}
 measure: {warmup_steps: 1, timed_steps: 4, min_timed_steps: 4, max_cv: 0.5, remeasure: 2}
 trial: {time_limit_s: 25, max_concurrent: 2, memory_mb: 900}
 guard: {steps: 2, batch_size: 8}
@@ -52,7 +53,7 @@ def test_every_trial_fault_is_recorded_and_the_study_goes_on(ray_local, workdir:
 
     study = optuna.load_study(study_name="chaos", storage=f"sqlite:///{workdir / 'optuna.db'}")
     trials = study.get_trials()
-    assert len(trials) == 11, out
+    assert len(trials) == 12, out
 
     def outcome(batch: int, mode: str = "default") -> optuna.trial.FrozenTrial:
         [found] = [t for t in trials if t.user_attrs[st.KNOBS]["batch_size"] == batch
@@ -63,7 +64,7 @@ def test_every_trial_fault_is_recorded_and_the_study_goes_on(ray_local, workdir:
         1: (TrialState.FAIL, "failed", "deliberate failure in the training step"),
         2: (TrialState.FAIL, "crashed", "SIGABRT"),
         3: (TrialState.FAIL, "crashed", "SIGSEGV"),
-        4: (TrialState.FAIL, "oom", "memory limit"),
+        128: (TrialState.PRUNED, "oom", "memory limit"),  # PRUNED: the sampler sees it
         5: (TrialState.FAIL, "timeout", "time limit of 25 s"),
     }
     for batch, (state, status, words) in expected.items():
@@ -78,6 +79,13 @@ def test_every_trial_fault_is_recorded_and_the_study_goes_on(ray_local, workdir:
         assert skipped.state == TrialState.PRUNED
         assert "CUDA graphs" in skipped.user_attrs[st.REASON]
     assert "skipped, not started" in out
+
+    # a larger batch with the same numerics is known to run out of memory: never started
+    bigger = outcome(256)
+    assert bigger.state == TrialState.PRUNED and bigger.user_attrs[st.STATUS] == "oom"
+    assert (f"batch 128 already ran out of memory on the same device with the same numerics "
+            f"(trial {outcome(128).number})") in bigger.user_attrs[st.REASON]
+    assert bigger.constraints[st.CONSTRAINT] > 0  # infeasible for the sampler
 
     # noisy timings: re-measured; one settles, one stays noisy and is never reported best
     steady, noisy = outcome(32).user_attrs[st.METRICS], outcome(64).user_attrs[st.METRICS]
@@ -103,7 +111,7 @@ def test_every_trial_fault_is_recorded_and_the_study_goes_on(ray_local, workdir:
     experiment = client.get_experiment_by_name("chaos")
     runs = {r.data.tags["tuner.trial"]: r for r in client.search_runs([experiment.experiment_id])
             if r.data.tags.get("tuner.kind") == "trial"}
-    assert len(runs) == 11
+    assert len(runs) == 12
     for trial in trials:
         run = runs[str(trial.number)]
         assert run.data.tags["tuner.status"] == trial.user_attrs[st.STATUS]

@@ -99,7 +99,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     knobs = ", ".join(f"{name} {knob.describe()}" for name, knob in space.knobs.items())
     print(f"{args.space}: ok: study {space.study}, workload {space.workload.name}, "
           f"{space.size()} configs ({knobs}); budget {space.budget.trials} trials / "
-          f"{space.budget.timeout_s:g} s")
+          f"{space.budget.timeout_s:g} s; objective {' and '.join(space.objectives)}; prices "
+          f"{space.cost.describe(space.devices())}")
     return 0
 
 

@@ -271,6 +271,37 @@ def _absolute_pythonpath() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in entries)
 
 
+def gpus_for(knobs: dict[str, Any]) -> int:
+    """The trial's GPU request (one for a CUDA trial)."""
+    return max((REGISTRY[name].gpus(value) for name, value in knobs.items()), default=0)
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    """What the Ray cluster's nodes offer, for sizing trial requests so they fit on a node."""
+
+    node_cpus: int  # the largest node's CPUs
+    gpu_node_cpus: int  # the largest GPU node's CPUs: a GPU trial must fit there
+    gpus: int  # GPUs in the whole cluster
+
+    @classmethod
+    def of(cls, nodes: list[dict[str, float]]) -> ClusterShape:
+        return cls(
+            node_cpus=max((int(r.get("CPU", 0)) for r in nodes), default=1),
+            gpu_node_cpus=max((int(r.get("CPU", 0)) for r in nodes if r.get("GPU", 0) >= 1),
+                              default=0),
+            gpus=int(sum(r.get("GPU", 0) for r in nodes)),
+        )
+
+    def cpus_for(self, knobs: dict[str, Any]) -> int:
+        """The trial's CPU request, from its own threads and workers, capped to fit one node
+        (one with a GPU, for a GPU trial: on a cluster of big CPU nodes and smaller GPU nodes,
+        a request sized for the big ones would never be scheduled)."""
+        node_cpus = max(self.gpu_node_cpus if gpus_for(knobs) else self.node_cpus, 1)
+        wanted = sum(REGISTRY[name].cpus(value, node_cpus) for name, value in knobs.items())
+        return max(1, min(wanted, node_cpus))
+
+
 def unschedulable(knobs: dict[str, Any], gpus_wanted: int,
                   cluster_gpus: int) -> tuple[dict[str, Any], str] | None:
     if gpus_wanted and cluster_gpus < gpus_wanted:
@@ -310,32 +341,19 @@ class RayExecutor:
                                 "(start one with `ray start --head`, or leave the flag out "
                                 "for a local Ray)") from None
         self._remote = ray.remote(run_trial_process)
-        nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
-        self.node_cpus = max((int(r.get("CPU", 0)) for r in nodes), default=1)
-        # the CPUs of the nodes that have GPUs: a GPU trial's CPU request must fit there
-        self.gpu_node_cpus = max((int(r.get("CPU", 0)) for r in nodes if r.get("GPU", 0) >= 1),
-                                 default=0)
-        self.cluster_gpus = int(sum(r.get("GPU", 0) for r in nodes))
-
-    def gpus_for(self, knobs: dict[str, Any]) -> int:
-        return max((REGISTRY[name].gpus(value) for name, value in knobs.items()), default=0)
-
-    def cpus_for(self, knobs: dict[str, Any]) -> int:
-        """The trial's CPU request, from its own threads and workers, capped to fit one node
-        (one with a GPU, for a GPU trial)."""
-        node_cpus = self.gpu_node_cpus if self.gpus_for(knobs) else self.node_cpus
-        node_cpus = max(node_cpus, 1)
-        wanted = sum(REGISTRY[name].cpus(value, node_cpus) for name, value in knobs.items())
-        return max(1, min(wanted, node_cpus))
+        self.cluster = ClusterShape.of([node["Resources"] for node in ray.nodes()
+                                        if node["Alive"]])
+        self.node_cpus = self.cluster.node_cpus
+        self.cluster_gpus = self.cluster.gpus
 
     def unschedulable(self, knobs: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
         """(the choice, why) when no node of this Ray cluster could ever run the trial: Ray
         would keep it pending forever instead of failing it."""
-        return unschedulable(knobs, self.gpus_for(knobs), self.cluster_gpus)
+        return unschedulable(knobs, gpus_for(knobs), self.cluster_gpus)
 
     def submit(self, config: TrialConfig) -> Submitted:
-        cpus = self.cpus_for(config.knobs)
-        gpus = self.gpus_for(config.knobs)
+        cpus = self.cluster.cpus_for(config.knobs)
+        gpus = gpus_for(config.knobs)
         config = dataclasses.replace(config, cpus=cpus, gpus=gpus)
         ref = self._remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=0).remote(
             config.to_json(), config.time_limit_s)

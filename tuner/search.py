@@ -134,6 +134,8 @@ class Search:
         self.out(f"ray: {self.executor.node_cpus} CPUs per node{gpus}; up to "
                  f"{self.space.trial.max_concurrent} trial(s) at a time; "
                  f"mlflow: {self.where.tracking_uri}; storage: {self.where.storage}")
+        self.out(f"objective: {' and '.join(self.space.objectives)}; prices: "
+                 f"{self.space.cost.describe(self.space.devices())}")
         if "cuda" in self.space.devices() and not self.executor.cluster_gpus:
             self.out("note: this Ray cluster has no GPU: device=cuda trials are skipped and "
                      "recorded as unsupported (give --ray-address of a cluster with GPU nodes)")
@@ -296,8 +298,9 @@ class Search:
         submitted.append(item)
         self.running[trial.number] = _Running(trial, trial.number, knobs, role, key, run_id)
         again = f", retry of trial {retry}" if retry is not None else ""
+        gpus = f", {item.gpus} GPU" if item.gpus else ""
         self.out(f"{self._progress()} trial {trial.number} started ({role}{again}, {item.cpus} "
-                 f"CPUs, limit {_duration(config.time_limit_s)}): {self._changes(knobs)}")
+                 f"CPUs{gpus}, limit {_duration(config.time_limit_s)}): {self._changes(knobs)}")
         return role
 
     def _reuse(self, trial: Any, earlier: Any) -> None:
@@ -537,6 +540,8 @@ class Search:
                 f"samples/{self.space.cost.currency}, cv {metrics['step_time_cv']:.1%}")
         if metrics.get("compile_s"):
             line += f", compile {metrics['compile_s']:.1f} s"
+        if "gpu_peak_reserved_mb" in metrics:
+            line += f", GPU peak {metrics['gpu_peak_reserved_mb']:,.0f} MB"
         if violation > 0:
             line += f"; {result.reason}"
         best = rp.ranked(rp.rows(self.study), self.space.objective)
@@ -573,6 +578,7 @@ class Search:
         cheapest = rp.cheapest_line(outcome.rows, self.space.cost.currency)
         if cheapest:
             tags["tuner.most_samples_per_dollar"] = cheapest[:5000]
+        tags["tuner.prices"] = self.space.cost.describe(self.space.devices())
         texts = {"summary.txt": outcome.table + "\n\n" + "\n".join(rp.failure_lines(outcome.rows))}
         files = [outcome.best_path] if outcome.best_path else []
         if len(self.space.objectives) > 1 or len(self.space.devices()) > 1:

@@ -121,6 +121,15 @@ class Cost:
     def price_for(self, device: str) -> float:
         return self.worker(device).price_per_hour
 
+    def describe(self, devices: tuple[str, ...]) -> str:
+        """The prices a search uses, with what they stand for and when they were read."""
+        parts = []
+        for device in devices:
+            worker = self.worker(device)
+            instance = f" ({worker.instance})" if worker.instance else ""
+            parts.append(f"{device} {worker.price_per_hour:g} {self.currency}/h{instance}")
+        return ", ".join(parts) + (f", as of {self.as_of}" if self.as_of else "")
+
 
 @dataclass(frozen=True)
 class Guard:

@@ -172,9 +172,8 @@ def known_out_of_memory(study: optuna.Study, knobs: dict[str, Any]) -> str | Non
     limit = study.user_attrs.get(MEMORY_LIMITS, {}).get(numerics_key(knobs))
     if limit is None or not isinstance(batch, int) or batch < limit[0]:
         return None
-    where = numerics_key(knobs) or "the same config"
-    return (f"batch_size={batch}: batch {limit[0]} already ran out of memory with {where} "
-            f"(trial {limit[1]})")
+    return (f"batch_size={batch}: batch {limit[0]} already ran out of memory on the same device "
+            f"with the same numerics (trial {limit[1]})")
 
 
 def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
