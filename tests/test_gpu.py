@@ -102,6 +102,20 @@ def test_gradient_scaling_and_loader_options_run(tmp_path: Path) -> None:
     assert not plain.pin_memory  # nothing to pin for on a CPU trial
 
 
+def test_a_cuda_out_of_memory_error_is_an_oom_trial(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuner.worker import failure_result
+
+    monkeypatch.setenv("TUNER_MEMORY_LIMIT_MB", "19000")
+    gpu = failure_result(torch.OutOfMemoryError(
+        "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB"))
+    assert gpu.status == "oom"
+    assert gpu.reason.startswith("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00")
+    assert "trial.memory_mb" not in gpu.reason  # the host's cap is not what ran out
+    host = failure_result(MemoryError("cannot allocate"))
+    assert host.status == "oom" and "trial memory limit 19,000 MB" in host.reason
+    assert failure_result(RuntimeError("boom")).status == "failed"
+
+
 def test_prices_per_device_and_objectives_are_validated() -> None:
     base = """
 workload: tiny_cnn
@@ -173,13 +187,16 @@ def test_a_cluster_without_gpus_refuses_gpu_trials_before_ray_queues_them() -> N
 
 
 def test_a_gpu_trial_asks_for_what_a_gpu_node_has() -> None:
-    """A cluster of 64-CPU CPU nodes and 8-CPU GPU nodes: a CUDA trial with torch's default
-    threads asks for 8 CPUs and a GPU (64 would never be scheduled), a CPU trial for 64."""
+    """A cluster of 64-CPU CPU nodes and 8-CPU one-GPU nodes: a CUDA trial with torch's default
+    threads asks for 8 CPUs and a GPU (64 would never be scheduled), a CPU trial for 64; on a
+    96-CPU node with 8 GPUs a CUDA trial asks for its GPU's share, 12, so 8 run at once."""
     mixed = ClusterShape.of([{"CPU": 64.0}, {"CPU": 8.0, "GPU": 1.0}, {"CPU": 8.0, "GPU": 1.0}])
-    assert (mixed.node_cpus, mixed.gpu_node_cpus, mixed.gpus) == (64, 8, 2)
+    assert (mixed.node_cpus, mixed.cpus_per_gpu, mixed.gpus) == (64, 8, 2)
     assert mixed.cpus_for({"device": "cuda", "threads": "default", "num_workers": 4}) == 8
     assert mixed.cpus_for({"device": "cpu", "threads": "default"}) == 64
     assert mixed.cpus_for({"device": "cuda", "threads": 2, "num_workers": 2}) == 4
+    big = ClusterShape.of([{"CPU": 96.0, "GPU": 8.0}])
+    assert big.cpus_for({"device": "cuda", "threads": "default"}) == 12
 
 
 def _config(number: int, device: str) -> TrialConfig:

@@ -281,23 +281,24 @@ class ClusterShape:
     """What the Ray cluster's nodes offer, for sizing trial requests so they fit on a node."""
 
     node_cpus: int  # the largest node's CPUs
-    gpu_node_cpus: int  # the largest GPU node's CPUs: a GPU trial must fit there
+    cpus_per_gpu: int  # a GPU's share of its node's CPUs (the smallest over GPU nodes)
     gpus: int  # GPUs in the whole cluster
 
     @classmethod
     def of(cls, nodes: list[dict[str, float]]) -> ClusterShape:
+        gpu_nodes = [r for r in nodes if r.get("GPU", 0) >= 1]
         return cls(
             node_cpus=max((int(r.get("CPU", 0)) for r in nodes), default=1),
-            gpu_node_cpus=max((int(r.get("CPU", 0)) for r in nodes if r.get("GPU", 0) >= 1),
-                              default=0),
+            cpus_per_gpu=min((int(r.get("CPU", 0) // r["GPU"]) for r in gpu_nodes), default=0),
             gpus=int(sum(r.get("GPU", 0) for r in nodes)),
         )
 
     def cpus_for(self, knobs: dict[str, Any]) -> int:
-        """The trial's CPU request, from its own threads and workers, capped to fit one node
-        (one with a GPU, for a GPU trial: on a cluster of big CPU nodes and smaller GPU nodes,
-        a request sized for the big ones would never be scheduled)."""
-        node_cpus = max(self.gpu_node_cpus if gpus_for(knobs) else self.node_cpus, 1)
+        """The trial's CPU request, from its own threads and workers, capped to fit one node;
+        a GPU trial's to its GPU's share of a GPU node (a request sized for big CPU nodes would
+        never be scheduled on a smaller GPU node, and one taking a whole 8-GPU node's CPUs
+        would leave its other GPUs idle)."""
+        node_cpus = max(self.cpus_per_gpu if gpus_for(knobs) else self.node_cpus, 1)
         wanted = sum(REGISTRY[name].cpus(value, node_cpus) for name, value in knobs.items())
         return max(1, min(wanted, node_cpus))
 

@@ -196,6 +196,8 @@ def outcome_tags(row: Row) -> dict[str, str]:
         "tuner.env_set": " ".join(f"{k}={v}" for k, v in sorted(info.get("env_set", {}).items())),
         "tuner.affinity": ",".join(map(str, info.get("affinity", []))),
         "tuner.preloaded": " ".join(info.get("preloaded", [])),
+        "tuner.gpu": str(info.get("gpu", "")),
+        "tuner.gpu_ids": ",".join(map(str, info.get("gpu_ids", []))),
         **{f"version.{name}": str(value) for name, value in info.get("versions", {}).items()},
     }
 

@@ -183,6 +183,17 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return "out of memory" in text or "can't allocate memory" in text or "oom" in text.split()
 
 
+def failure_result(error: BaseException) -> TrialResult:
+    """A trial's exception as data: out of memory (host or GPU) or failed, with its first line."""
+    status = OOM if _is_out_of_memory(error) else FAILED
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    limit = os.environ.get("TUNER_MEMORY_LIMIT_MB")
+    if status == OOM and limit and "cuda" not in first_line.lower():  # the host's cap, not a GPU's
+        first_line += f" (trial memory limit {int(limit):,} MB: trial.memory_mb)"
+    return TrialResult(status=status, reason=f"{type(error).__name__}: {first_line}",
+                       info={"traceback": traceback.format_exc()[-4000:]})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
@@ -193,16 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_trial(config)
     except BaseException as error:  # noqa: BLE001 - every failure is reported as data
-        status = OOM if _is_out_of_memory(error) else FAILED
-        first_line = (str(error).strip().splitlines() or [""])[0][:300]
-        limit = os.environ.get("TUNER_MEMORY_LIMIT_MB")
-        if status == OOM and limit:
-            first_line += f" (trial memory limit {int(limit):,} MB: trial.memory_mb)"
-        result = TrialResult(
-            status=status,
-            reason=f"{type(error).__name__}: {first_line}",
-            info={"traceback": traceback.format_exc()[-4000:]},
-        )
+        result = failure_result(error)
     partial = result_path.with_suffix(".partial")
     partial.write_text(result.to_json(), encoding="utf-8")
     partial.replace(result_path)  # the executor never reads a half-written result
