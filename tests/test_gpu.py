@@ -25,7 +25,7 @@ from tuner.cli import main
 from tuner.errors import SpaceError, UserError
 from tuner.executor import ClusterShape, RayExecutor, unschedulable
 from tuner.knobs import REGISTRY, Host, RunSetup
-from tuner.runner import TrainRun, make_loader
+from tuner.runner import TrainRun, configure_backends, make_loader
 from tuner.space import parse_space
 from tuner.trial import GuardSettings, MeasureSettings, TrialConfig, WorkloadSpec
 from tuner.workloads.vision import tiny_cnn
@@ -114,6 +114,25 @@ def test_a_cuda_out_of_memory_error_is_an_oom_trial(monkeypatch: pytest.MonkeyPa
     host = failure_result(MemoryError("cannot allocate"))
     assert host.status == "oom" and "trial memory limit 19,000 MB" in host.reason
     assert failure_result(RuntimeError("boom")).status == "failed"
+
+
+def test_gpu_math_flags_use_torchs_current_api() -> None:
+    """TF32 through fp32_precision (torch 2.9+; mixing it with the legacy allow_tf32 flags
+    raises), cuDNN's benchmark flag; set per trial process, so restored here."""
+    before = (torch.backends.cuda.matmul.fp32_precision,
+              torch.backends.cudnn.conv.fp32_precision, torch.backends.cudnn.benchmark)
+    try:
+        configure_backends(RunSetup(device="cuda", tf32=True, cudnn_benchmark=True))
+        assert (torch.backends.cuda.matmul.fp32_precision,
+                torch.backends.cudnn.conv.fp32_precision) == ("tf32", "tf32")
+        assert torch.backends.cudnn.benchmark
+        configure_backends(RunSetup(device="cuda", tf32=False))
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+        assert not torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = before[0]
+        torch.backends.cudnn.conv.fp32_precision = before[1]
+        torch.backends.cudnn.benchmark = before[2]
 
 
 def test_prices_per_device_and_objectives_are_validated() -> None:

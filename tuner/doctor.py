@@ -102,7 +102,8 @@ def report() -> str:
         gpus = ", ".join(probe["gpus"]) or "none visible"
         lines += [
             (f"torch: {probe['torch']}, CPU kernels {probe['cpu_capability']}, "
-            f"{probe['torch_threads_default']} threads by default; GPUs: {gpus}"),
+            f"{probe['torch_threads_default']} threads by default; CUDA {probe['torch_cuda']}; "
+            f"GPUs: {gpus}"),
             f"  C++ compiler for inductor: {probe['cxx_compiler'] or 'not found (apt-get install g++)'}",
             f"  IPEX: {probe['ipex']}",
         ]

@@ -40,12 +40,19 @@ def probe() -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads_default": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
-        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        "gpus": [_gpu(torch, i) for i in range(torch.cuda.device_count())]
         if torch.cuda.is_available() else [],
+        "torch_cuda": torch.version.cuda or "none (a CPU-only build)",
         "cxx_compiler": host.cxx_compiler,
         "ipex": ipex_problem() or f"{metadata.version(PACKAGE)}, matches this torch",
         "availability": availability,
     }
+
+
+def _gpu(torch: Any, index: int) -> str:
+    props = torch.cuda.get_device_properties(index)
+    return (f"{props.name} (compute capability {props.major}.{props.minor}, "
+            f"{props.total_memory / 2**30:.0f} GiB)")
 
 
 if __name__ == "__main__":
