@@ -120,7 +120,8 @@ def run_trial(config: TrialConfig) -> TrialResult:
                 timing.step_times_s, percent)
 
         def quality_of(inputs: Any) -> Any:  # in the timed batch size: no new shape to compile
-            return torch.cat([run.predict(chunk) for chunk in inputs.split(setup.batch_size)])
+            # on the host, where the workload keeps its labels and reference outputs
+            return torch.cat([run.predict(chunk).cpu() for chunk in inputs.split(setup.batch_size)])
     result = TrialResult(status=OK, metrics=metrics, step_times_s=timing.step_times_s, info=info)
     if timing.stopped_by_time:
         info["note"] = (f"timed {stats.count} of {config.measure.timed_steps} steps: "
