@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from tuner.workloads.vision import TinyCNN
@@ -102,3 +103,38 @@ class _Slow(TinyCNN):
 
 def slow(**options: Any) -> TinyCNN:
     return _Slow(**options)
+
+
+@dataclass
+class _Slowed(TinyCNN):
+    """A healthy workload with a fixed cost per step (as a per-step sync would add), and an
+    injectable slowdown per sample in its data loading (as a slower preprocessing release
+    would): real sleeps inside the timed step, so every config is really slower."""
+
+    delay_per_step_s: float = 0.0
+    delay_per_sample_s: float = 0.0
+
+    def dataset(self, num_samples: int, seed: int | None = None) -> Any:
+        return _SlowItems(super().dataset(num_samples, seed), self.delay_per_sample_s)
+
+    def loss(self, output: Any, target: Any) -> Any:
+        time.sleep(self.delay_per_step_s)
+        return super().loss(output, target)
+
+
+class _SlowItems:
+    def __init__(self, inner: Any, delay_s: float) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, index: int) -> Any:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return self.inner[index]
+
+
+def slowed(**options: Any) -> TinyCNN:
+    return _Slowed(**options)

@@ -19,6 +19,7 @@ from tuner.errors import (
     UserError,
     one_line,
 )
+from tuner.nightly import REGRESSION_EXIT_CODE
 
 EPILOG = "Review trials with: mlflow ui --backend-store-uri sqlite:///tuner-runs/mlflow.db"
 
@@ -51,6 +52,23 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: start a local Ray)")
     search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the space, e.g. --set budget.trials=4")
+
+    nightly = commands.add_parser(
+        "nightly", help="tonight's search: warm-started from earlier nights, last night's "
+        f"champion re-measured, exit {REGRESSION_EXIT_CODE} on a regression")
+    nightly.add_argument("--space", required=True, help="search-space YAML file")
+    nightly.add_argument("--date", help="the night, YYYY-MM-DD (default: today); a night already "
+                         "run is not measured again, its verdict is given again")
+    nightly.add_argument("--trials", type=_positive_int, help="trials tonight "
+                         "(default: the space's budget.trials)")
+    nightly.add_argument("--timeout", type=_positive_float, metavar="S",
+                         help="stop starting trials after S seconds (default: budget.timeout_s)")
+    _add_locations(nightly)
+    nightly.add_argument("--tracking-uri", help="MLflow tracking URI "
+                         "(default: sqlite:///WORKDIR/mlflow.db)")
+    nightly.add_argument("--ray-address", help="existing Ray cluster (default: a local Ray)")
+    nightly.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a field of the space")
 
     best = commands.add_parser("best", help="show a study's top configs and its best config")
     best.add_argument("--study", required=True, help="study name")
@@ -102,6 +120,35 @@ def _cmd_validate(args: argparse.Namespace) -> int:
           f"{space.budget.timeout_s:g} s; objective {' and '.join(space.objectives)}; prices "
           f"{space.cost.describe(space.devices())}")
     return 0
+
+
+def _cmd_nightly(args: argparse.Namespace) -> int:
+    from tuner.space import load_space
+
+    space = load_space(args.space, args.set)
+    from tuner.nightly import Nightly, parse_date
+    from tuner.stores import locations
+
+    date = parse_date(args.date)
+    where = locations(space, args.workdir, args.storage, args.tracking_uri)
+    night = Nightly(space, where, date, trials=args.trials, timeout_s=args.timeout,
+                    ray_address=args.ray_address)
+    outcome = night.run()
+    print()
+    print(outcome.table)
+    verdict = night.judge(outcome)
+    print()
+    for line in verdict.lines:
+        print(line)
+    if outcome.best_path is not None:
+        print(f"best config tonight: {outcome.best_path}")
+    print(f"review: mlflow ui --backend-store-uri {where.tracking_uri} (experiment {space.study})")
+    if outcome.records_missing:
+        print(f"tuner: error: {outcome.records_missing}", file=sys.stderr)
+    if verdict.exit_code:  # the one line a scheduler's mail or a CI log shows
+        print(f"tuner: {verdict.lines[0]}", file=sys.stderr)
+        return verdict.exit_code
+    return RecordsIncomplete.exit_code if outcome.records_missing else 0
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -168,8 +215,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"search": _cmd_search, "best": _cmd_best, "validate": _cmd_validate,
-            "doctor": _cmd_doctor}
+COMMANDS = {"search": _cmd_search, "nightly": _cmd_nightly, "best": _cmd_best,
+            "validate": _cmd_validate, "doctor": _cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import reprlib
 from typing import Any
 
 USAGE_EXIT_CODE = 2
+REGRESSION_EXIT_CODE = 4  # `tuner nightly`: tonight's champion regressed (1 stopped, 3 MLflow)
 
 _SHORT = reprlib.Repr()  # keyword arguments need Python 3.12
 _SHORT.maxstring = _SHORT.maxother = 60

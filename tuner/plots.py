@@ -3,10 +3,92 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tuner.report import Row, baseline_row, pareto_front, ranked
 
 DEVICE_COLOURS = {"cpu": "tab:blue", "cuda": "tab:green"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server or in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure: Any, path: Path) -> Path:
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    _pyplot().close(figure)
+    return path
+
+
+def history_plot(all_rows: list[Row], objective: str, path: Path) -> Path | None:
+    """The objective of every measured trial by trial number, the best so far as a step line,
+    trials the guard rejected marked apart."""
+    measured = [row for row in all_rows if row.status == "ok" and row.duplicate_of is None]
+    if not measured:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
+    accepted = [row for row in measured if row.feasible and not row.noisy]
+    others = [row for row in measured if row not in accepted]
+    axes.scatter([r.number for r in accepted], [r.metrics.get(objective, 0.0) for r in accepted],
+                 label="measured", color="tab:blue")
+    axes.scatter([r.number for r in others], [r.metrics.get(objective, 0.0) for r in others],
+                 label="rejected by the guard, or noisy", marker="x", color="tab:red")
+    best, steps = 0.0, []
+    for row in sorted(accepted, key=lambda r: r.number):
+        best = max(best, row.metrics.get(objective, 0.0))
+        steps.append((row.number, best))
+    if steps:
+        axes.step([n for n, _ in steps], [b for _, b in steps], where="post", color="black",
+                  label="best so far")
+    axes.set_xlabel("trial")
+    axes.set_ylabel(objective.replace("_", " ").replace("per sec", "/ s"))
+    axes.set_title("Optimization history")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def importance_plot(study: Any, objective: str, path: Path) -> Path | None:
+    """Which knobs mattered for the objective (Optuna's parameter importances over the measured
+    trials). None when there is too little to tell (fewer than two distinct measured configs).
+    Negated target: Optuna's default evaluator (PED-ANOVA) ranks knobs by how they reach low
+    values, and ours are maximised."""
+    import warnings
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from tuner import study as st
+
+    measured = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.user_attrs.get(st.STATUS) == "ok" and st.DUPLICATE_OF not in t.user_attrs]
+    if len(measured) < 2:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # importance evaluators warn about their defaults
+            importances = optuna.importance.get_param_importances(
+                study, target=lambda t: -float(t.user_attrs.get(st.METRICS, {}).get(objective,
+                                                                                     0.0)))
+    except (RuntimeError, ValueError):
+        return None  # e.g. no knob varied among the measured trials
+    if not importances:
+        return None
+    plt = _pyplot()
+    names = list(importances)[::-1]
+    figure, axes = plt.subplots(figsize=(7, 0.4 * len(names) + 1.5), dpi=110)
+    axes.barh(names, [importances[name] for name in names], color="tab:blue")
+    axes.set_xlabel(f"importance for {objective} (Optuna, sums to 1)")
+    axes.set_title("Which knobs mattered")
+    return _save(figure, path)
 
 
 def pareto_plot(all_rows: list[Row], objectives: tuple[str, ...], path: Path,
@@ -16,11 +98,7 @@ def pareto_plot(all_rows: list[Row], objectives: tuple[str, ...], path: Path,
     measured = ranked(all_rows, objectives[0])
     if not measured:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a server or in CI
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 5), dpi=110)
     for device in sorted({row.device for row in measured}):
         rows = [row for row in measured if row.device == device]
@@ -46,8 +124,4 @@ def pareto_plot(all_rows: list[Row], objectives: tuple[str, ...], path: Path,
     axes.set_title("Speed and cost of every measured config")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save(figure, path)

@@ -214,6 +214,33 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
     return "\n".join(lines)
 
 
+def markdown_summary(all_rows: list[Row], objective: str, currency: str = "USD",
+                     objectives: tuple[str, ...] = (), top: int = 10) -> str:
+    """The top configs as a markdown table, for the MLflow UI's artifact view."""
+    base = baseline_row(all_rows)
+    front = ({row.number for row in pareto_front(all_rows, objectives)}
+             if len(objectives) > 1 else set())
+    lines = [f"# Top configs by {objective}", "",
+             (f"| rank | trial | samples/s | speed-up | samples/{currency} | cv | Pareto | "
+             "config (changes from baseline) |"),
+             "|---:|---:|---:|---:|---:|---:|:-:|---|"]
+    for rank, row in enumerate(ranked(all_rows, objective)[:top], 1):
+        m = row.metrics
+        lines.append(
+            f"| {rank} | {row.number} | {row.samples_per_sec:.2f} | "
+            f"{m.get('speedup', 0.0):.2f}x | {m.get('samples_per_dollar', 0.0):,.0f} | "
+            f"{m.get('step_time_cv', 0.0):.1%} | {'*' if row.number in front else ''} | "
+            f"{changes(row.knobs, base.knobs if base else None)} |")
+    cheapest = cheapest_line(all_rows, currency)
+    if cheapest:
+        lines += ["", cheapest]
+    failures = failures_by_reason(all_rows)
+    if failures:
+        lines += ["", "## Failed, skipped and noisy trials", ""]
+        lines += [f"- {count} x {text}" for text, count in failures]
+    return "\n".join(lines) + "\n"
+
+
 def failures_by_reason(all_rows: list[Row]) -> list[tuple[str, int]]:
     """Failed, skipped and noisy trials grouped by what went wrong (numbers in the reasons
     ignored, so 'limit 512 MB, 700 MB resident' and '..., 690 MB resident' count together)."""

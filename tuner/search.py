@@ -28,6 +28,7 @@ from tuner.space import Space
 from tuner.stores import Locations, ensure_local_folders, preflight
 from tuner.trial import OOM, UNSUPPORTED, TrialConfig, TrialResult
 
+FIRST_DONE = "first_enqueued"  # study attr: the configs given to this search were queued
 WAIT_SLICE_S = 10.0
 PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet terminal is no hang
 SYNC_RETRY_S = 30.0  # how often to retry MLflow writes that failed
@@ -66,10 +67,16 @@ class Search:
 
     def __init__(self, space: Space, where: Locations, study_name: str | None = None,
                  trials: int | None = None, timeout_s: float | None = None,
-                 ray_address: str | None = None, out: Callable[[str], None] = print) -> None:
+                 ray_address: str | None = None, out: Callable[[str], None] = print,
+                 experiment: str | None = None,
+                 first: list[tuple[dict[str, Any], str]] | None = None,
+                 start_tags: dict[str, str] | None = None) -> None:
         self.space = space
         self.where = where
         self.study_name = study_name or space.study
+        self.experiment = experiment or self.study_name  # MLflow experiment (nightly: the space's)
+        self.first = first or []  # (config, role) queued right after the baseline
+        self.start_tags = start_tags or {}
         self.trials_budget = trials or space.budget.trials
         self.timeout_s = timeout_s or space.budget.timeout_s
         self.ray_address = ray_address
@@ -126,7 +133,8 @@ class Search:
                  f"({done_before} already done), {self.space.size()} configs in the space, "
                  f"time budget {_duration(self.timeout_s)}")
         parent = self._mlflow(self.tracker.start_search, self.study_name, self.space.source,
-                              {"tuner.objective": self.space.objective})
+                              {"tuner.objective": " and ".join(self.space.objectives),
+                               **self.start_tags})
         session = parent if isinstance(parent, str) else f"unlogged-{uuid.uuid4().hex}"
         self.heartbeats = rc.Heartbeats(self.study, session, self.space.trial.heartbeat_s)
         self.heartbeats.start()
@@ -172,7 +180,8 @@ class Search:
         from tuner.tracking import Tracker
 
         try:
-            return Tracker(self.where.tracking_uri, self.study_name, self.where.artifact_root)
+            return Tracker(self.where.tracking_uri, self.experiment, self.where.artifact_root,
+                           self.study_name)
         except Exception as error:  # noqa: BLE001 - any failure here is a bad --tracking-uri
             first = (str(error).strip().splitlines() or [""])[0][:200]
             raise UserError(f"--tracking-uri: cannot use MLflow at {self.where.tracking_uri}: "
@@ -195,9 +204,12 @@ class Search:
                 raise SearchAborted(
                     "the baseline trial failed, so there is nothing to compare against: "
                     + (rp.failure_lines(rp.rows(self.study))[-1:] or ["see MLflow"])[0])
-        queued = st.enqueue_try_first(self.study, self.space)
+        queued = st.enqueue_first(self.study, self.space, self.first, FIRST_DONE)
+        queued += st.enqueue_try_first(self.study, self.space)
         if queued:
-            self.out(f"queued the space's {queued} try_first config(s) next")
+            self.out(f"queued {queued} config(s) to try next (warm start and the space's "
+                     "try_first)" if self.first else
+                     f"queued the space's {queued} try_first config(s) next")
         while True:
             while (len(submitted) < self.space.trial.max_concurrent and self._may_launch()):
                 self._launch_into(submitted)
@@ -579,17 +591,56 @@ class Search:
         if cheapest:
             tags["tuner.most_samples_per_dollar"] = cheapest[:5000]
         tags["tuner.prices"] = self.space.cost.describe(self.space.devices())
-        texts = {"summary.txt": outcome.table + "\n\n" + "\n".join(rp.failure_lines(outcome.rows))}
+        texts = {"summary.txt": outcome.table + "\n\n" + "\n".join(rp.failure_lines(outcome.rows)),
+                 "summary.md": rp.markdown_summary(outcome.rows, self.space.objective,
+                                                   self.space.cost.currency,
+                                                   self.space.objectives)}
+        texts["fingerprint.json"] = self._fingerprint(outcome)
         files = [outcome.best_path] if outcome.best_path else []
-        if len(self.space.objectives) > 1 or len(self.space.devices()) > 1:
-            from tuner.plots import pareto_plot
-
-            plot = pareto_plot(outcome.rows, self.space.objectives,
-                               self.where.workdir / "plots" / self.study_name / "pareto_front.png",
-                               self.space.cost.currency)
-            if plot is not None:
-                files.append(plot)
+        files += self._plots(outcome)
+        extra_metrics, extra_tags, extra_texts = self._extras(outcome)
+        metrics.update(extra_metrics)
+        tags.update(extra_tags)
+        texts.update(extra_texts)
         return self._mlflow(tracker.finish_search, metrics, tags, texts, files, failed) is not None
+
+    def _plots(self, outcome: Outcome) -> list[Path]:
+        """Figures for the MLflow review; a figure that cannot be drawn is left out, never a
+        reason to lose the search's record."""
+        from tuner import plots
+
+        folder = self.where.workdir / "plots" / self.study_name
+        made = []
+        try:
+            made.append(plots.history_plot(outcome.rows, self.space.objective,
+                                           folder / "optimization_history.png"))
+            made.append(plots.importance_plot(self.study, self.space.objective,
+                                              folder / "knob_importance.png"))
+            if len(self.space.objectives) > 1 or len(self.space.devices()) > 1:
+                made.append(plots.pareto_plot(outcome.rows, self.space.objectives,
+                                              folder / "pareto_front.png",
+                                              self.space.cost.currency))
+        except Exception as error:  # noqa: BLE001 - a plot is a convenience
+            self.out(f"warning: a plot for MLflow could not be drawn: {type(error).__name__}: "
+                     f"{error}")
+        return [path for path in made if path is not None]
+
+    def _fingerprint(self, outcome: Outcome) -> str:
+        """Hardware and libraries: the driver's, and the trial processes' as the baseline saw
+        them (a nightly comparison across a library update needs both)."""
+        import json
+
+        from tuner.tracking import host_fingerprint, library_versions
+
+        base = rp.baseline_row(outcome.rows)
+        worker = {key: base.info[key] for key in ("hostname", "versions", "gpu", "torch_threads")
+                  if base is not None and key in base.info}
+        return json.dumps({"driver": {"host": host_fingerprint(), "versions": library_versions()},
+                           "baseline_trial": worker}, indent=2, sort_keys=True)
+
+    def _extras(self, outcome: Outcome) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
+        """What a subclass adds to the parent run: metrics, tags, text artifacts."""
+        return {}, {}, {}
 
 
 def _interrupt_on_sigterm() -> None:

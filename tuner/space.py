@@ -23,7 +23,7 @@ from tuner.workloads.registry import BUILTIN_WORKLOADS
 
 SECTIONS = (
     "study", "description", "workload", "objective", "knobs", "baseline", "budget", "measure",
-    "trial", "cost", "guard", "sampler", "storage", "tracking_uri", "try_first",
+    "trial", "cost", "guard", "sampler", "storage", "tracking_uri", "try_first", "nightly",
 )
 OBJECTIVES = ("samples_per_sec", "samples_per_dollar")
 SAMPLERS = ("tpe", "random")
@@ -132,6 +132,16 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Nightly:
+    """`tuner nightly`: how much slower tonight's champion may be before it is a regression
+    (a fraction of last night's champion's speed-up over the baseline), and how many of the
+    best earlier configs seed tonight's search."""
+
+    threshold: float = 0.10
+    warm_start: int = 3
+
+
+@dataclass(frozen=True)
 class Guard:
     tolerance: float = 0.02
     mode: str = "relative"  # or "absolute"
@@ -170,6 +180,7 @@ class Space:
     storage: str | None = None
     tracking_uri: str | None = None
     try_first: tuple[dict[str, Any], ...] = ()  # configs to try right after the baseline
+    nightly: Nightly = field(default_factory=Nightly)
 
     @property
     def max_cv(self) -> float:
@@ -390,6 +401,7 @@ class _Reader:
             storage=self.optional_string(raw.get("storage"), "storage"),
             tracking_uri=self.optional_string(raw.get("tracking_uri"), "tracking_uri"),
             try_first=self.try_first(raw.get("try_first"), knobs, baseline),
+            nightly=self.nightly(raw.get("nightly")),
         )
 
     def optional_string(self, raw: Any, field_path: str) -> str | None:
@@ -607,6 +619,13 @@ class _Reader:
             source=flat.source,
             as_of="" if as_of is None else self.string(str(as_of), "cost.as_of"),
             devices=prices,
+        )
+
+    def nightly(self, raw: Any) -> Nightly:
+        data = self.mapping(raw, "nightly", ("threshold", "warm_start"))
+        return Nightly(
+            threshold=self.number(data.get("threshold", 0.10), "nightly.threshold", 0.0, 0.99),
+            warm_start=self.integer(data.get("warm_start", 3), "nightly.warm_start", 0, 100),
         )
 
     def sampler(self, raw: Any) -> Sampler:

@@ -113,16 +113,29 @@ def enqueue_baseline(study: optuna.Study, space: Space) -> None:
     study.enqueue_trial(params, user_attrs={ROLE: BASELINE})
 
 
-def enqueue_try_first(study: optuna.Study, space: Space) -> int:
-    """Queue the space's try_first configs once per study, after the baseline."""
-    if not space.try_first or study.user_attrs.get(TRY_FIRST_DONE):
+def enqueue_first(study: optuna.Study, space: Space, configs: list[tuple[dict[str, Any], str]],
+                  done_attr: str) -> int:
+    """Queue (config, role) pairs once per study (`done_attr` remembers it), right after the
+    baseline: each config partial, filled in from the baseline."""
+    if not configs or study.user_attrs.get(done_attr):
         return 0
-    for config in space.try_first:
+
+    def waiting() -> int:
+        return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    before = waiting()
+    for config, role in configs:
         params = {name: value for name, value in space.full_config(config).items()
                   if name in space.knobs}
-        study.enqueue_trial(params, user_attrs={ROLE: "try_first"}, skip_if_exists=True)
-    study.set_user_attr(TRY_FIRST_DONE, True)
-    return len(space.try_first)
+        study.enqueue_trial(params, user_attrs={ROLE: role}, skip_if_exists=True)
+    study.set_user_attr(done_attr, True)
+    return waiting() - before  # a config already queued or measured is not queued twice
+
+
+def enqueue_try_first(study: optuna.Study, space: Space) -> int:
+    """Queue the space's try_first configs once per study, after the baseline."""
+    return enqueue_first(study, space, [(config, "try_first") for config in space.try_first],
+                         TRY_FIRST_DONE)
 
 
 def recorded_status(trial: FrozenTrial) -> str | None:

@@ -55,7 +55,8 @@ def host_fingerprint() -> dict[str, str]:
 class Tracker:
     """Writes a search and its trials to an MLflow tracking store."""
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None) -> None:
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None,
+                 study: str | None = None) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
@@ -72,6 +73,7 @@ class Tracker:
             self.experiment_id = self.client.create_experiment(experiment,
                                                                artifact_location=location)
         self.parent_run_id: str | None = None
+        self.study = study or experiment  # nightly studies of one space share its experiment
 
     def start_search(self, study: str, space_source: str, tags: dict[str, str]) -> str:
         run_tags = {
@@ -91,7 +93,7 @@ class Tracker:
         run = self.client.create_run(
             self.experiment_id, run_name=f"trial-{trial_number:03d}",
             tags={"mlflow.parentRunId": self.parent_run_id or "", "tuner.trial": str(trial_number),
-                  "tuner.kind": "trial", **tags},
+                  "tuner.kind": "trial", "tuner.study": self.study, **tags},
         )
         params = [Param(name, str(value)) for name, value in sorted(knobs.items())]
         self.client.log_batch(run.info.run_id, params=params)
@@ -124,12 +126,13 @@ class Tracker:
         return run_id
 
     def trial_runs(self) -> dict[int, Any]:
-        """This experiment's trial runs by trial number (the newest, if a number has several)."""
+        """This study's trial runs by trial number (the newest, if a number has several)."""
         runs: dict[int, Any] = {}
         token = None
         while True:
             page = self.client.search_runs([self.experiment_id],
-                                           filter_string="tags.`tuner.kind` = 'trial'",
+                                           filter_string=("tags.`tuner.kind` = 'trial' and "
+                                                          f"tags.`tuner.study` = '{self.study}'"),
                                            max_results=1000, page_token=token,
                                            order_by=["attributes.start_time ASC"])
             for run in page:
