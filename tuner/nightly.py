@@ -129,6 +129,7 @@ class Nightly(Search):
         super().__init__(space, where, study_name=night_study(space.study, date),
                          experiment=space.study, start_tags={"tuner.night": date}, **kwargs)
         self.date = date
+        self.run_name = f"night-{date}"
         self.verdict: Verdict | None = None
         self.last_night: str | None = None
         self.last_rows: list[rp.Row] | None = None

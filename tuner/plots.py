@@ -39,8 +39,9 @@ def history_plot(all_rows: list[Row], objective: str, path: Path) -> Path | None
     others = [row for row in measured if row not in accepted]
     axes.scatter([r.number for r in accepted], [r.metrics.get(objective, 0.0) for r in accepted],
                  label="measured", color="tab:blue")
-    axes.scatter([r.number for r in others], [r.metrics.get(objective, 0.0) for r in others],
-                 label="rejected by the guard, or noisy", marker="x", color="tab:red")
+    if others:
+        axes.scatter([r.number for r in others], [r.metrics.get(objective, 0.0) for r in others],
+                     label="rejected by the guard, or noisy", marker="x", color="tab:red")
     best, steps = 0.0, []
     for row in sorted(accepted, key=lambda r: r.number):
         best = max(best, row.metrics.get(objective, 0.0))
@@ -49,6 +50,7 @@ def history_plot(all_rows: list[Row], objective: str, path: Path) -> Path | None
         axes.step([n for n, _ in steps], [b for _, b in steps], where="post", color="black",
                   label="best so far")
     axes.set_xlabel("trial")
+    axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_ylabel(objective.replace("_", " ").replace("per sec", "/ s"))
     axes.set_title("Optimization history")
     axes.grid(True, alpha=0.3)

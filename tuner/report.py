@@ -124,8 +124,10 @@ def cheapest_line(all_rows: list[Row], currency: str = "USD") -> str | None:
     top, base = best[0], baseline_row(all_rows)
     per_dollar = top.metrics.get("samples_per_dollar", 0.0)
     price = top.metrics.get("price_per_hour")
+    config = changes(top.knobs, base.knobs if base else None)
+    config = "the baseline" if config == "(baseline)" else config
     line = (f"Most samples per {currency}: {top.device}, trial {top.number} "
-            f"({changes(top.knobs, base.knobs if base else None)}): {per_dollar:,.0f} samples/"
+            f"({config}): {per_dollar:,.0f} samples/"
             f"{currency}" + (f" at {price:g} {currency}/h" if price else ""))
     versus = []
     for device in sorted({row.device for row in best} - {top.device}):

@@ -77,6 +77,7 @@ class Search:
         self.experiment = experiment or self.study_name  # MLflow experiment (nightly: the space's)
         self.first = first or []  # (config, role) queued right after the baseline
         self.start_tags = start_tags or {}
+        self.run_name: str | None = None  # the MLflow parent run's name (default: search-TIME)
         self.trials_budget = trials or space.budget.trials
         self.timeout_s = timeout_s or space.budget.timeout_s
         self.ray_address = ray_address
@@ -134,7 +135,7 @@ class Search:
                  f"time budget {_duration(self.timeout_s)}")
         parent = self._mlflow(self.tracker.start_search, self.study_name, self.space.source,
                               {"tuner.objective": " and ".join(self.space.objectives),
-                               **self.start_tags})
+                               **self.start_tags}, self.run_name)
         session = parent if isinstance(parent, str) else f"unlogged-{uuid.uuid4().hex}"
         self.heartbeats = rc.Heartbeats(self.study, session, self.space.trial.heartbeat_s)
         self.heartbeats.start()

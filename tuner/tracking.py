@@ -26,6 +26,12 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BA
                  "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # one line a run, on stdout
 
 
+# MLflow 3's UI opens an experiment in its GenAI (traces) view unless told it holds model
+# training runs; ours are runs with params and metrics, compared in the runs table.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -68,14 +74,17 @@ class Tracker:
         existing = self.client.get_experiment_by_name(experiment)
         if existing is not None:
             self.experiment_id = existing.experiment_id
+            if existing.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         else:
             location = (artifact_root / experiment).resolve().as_uri() if artifact_root else None
-            self.experiment_id = self.client.create_experiment(experiment,
-                                                               artifact_location=location)
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING})
         self.parent_run_id: str | None = None
         self.study = study or experiment  # nightly studies of one space share its experiment
 
-    def start_search(self, study: str, space_source: str, tags: dict[str, str]) -> str:
+    def start_search(self, study: str, space_source: str, tags: dict[str, str],
+                     run_name: str | None = None) -> str:
         run_tags = {
             "tuner.study": study, "tuner.space": space_source, "tuner.kind": "search",
             **{f"host.{key}": value for key, value in host_fingerprint().items()},
@@ -83,7 +92,7 @@ class Tracker:
             **tags,
         }
         run = self.client.create_run(self.experiment_id, tags=run_tags,
-                                     run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}")
+                                     run_name=run_name or f"search-{time.strftime('%Y%m%d-%H%M%S')}")
         self.parent_run_id = run.info.run_id
         return self.parent_run_id
 

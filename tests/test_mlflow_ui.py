@@ -1,0 +1,155 @@
+"""The review a person does, in a real browser: a finished small search served by a real
+`mlflow server` on loopback, opened in headless Chromium (Debian's chromium and
+chromium-driver, driven by Selenium), with the runs, metrics, params, tags and artifacts a
+reviewer needs checked on the pages MLflow's UI renders.
+
+Screenshots go to the test's folder; with TUNER_UI_SCREENSHOTS=DIR they are kept there too
+(docs/mlflow-*.png were made that way).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import SPACES
+from mlflow.tracking import MlflowClient
+
+from tuner.cli import main
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
+           "chromium-driver; .ci/run installs them)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(workdir: Path) -> Iterator[str]:
+    """`mlflow server` over the search's SQLite store, on loopback only."""
+    port = _free_port()
+    log = open(workdir.parent / "mlflow-server.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+         f"sqlite:///{workdir / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("mlflow server did not start: "
+                                       + (workdir.parent / "mlflow-server.log").read_text()[-800:])
+                time.sleep(1)
+        yield url
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=1600,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _page_text(driver: object, url: str, *expected: str, timeout_s: float = 60) -> str:
+    """Open `url` and wait until the rendered page shows every expected text."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)  # type: ignore[attr-defined]
+
+    def shown(d: object) -> str | bool:
+        text = d.find_element(By.TAG_NAME, "body").text  # type: ignore[attr-defined]
+        return text if all(item in text for item in expected) else False
+
+    try:
+        return WebDriverWait(driver, timeout_s).until(shown)
+    except TimeoutException:
+        text = driver.find_element(By.TAG_NAME, "body").text  # type: ignore[attr-defined]
+        missing = [item for item in expected if item not in text]
+        raise AssertionError(f"{url}: not shown: {missing}\n{text[:1500]}") from None
+
+
+def _screenshot(driver: object, folder: Path, name: str) -> None:
+    path = folder / f"mlflow-{name}.png"
+    driver.save_screenshot(str(path))  # type: ignore[attr-defined]
+    keep = os.environ.get("TUNER_UI_SCREENSHOTS")
+    if keep:
+        shutil.copy(path, Path(keep) / path.name)
+
+
+def test_a_reviewer_finds_runs_metrics_and_artifacts_in_the_mlflow_ui(
+        ray_local, workdir: Path, capsys, request: pytest.FixtureRequest) -> None:
+    assert main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "4",
+                 "--set", "objective=[samples_per_sec, samples_per_dollar]"]) == 0
+    capsys.readouterr()
+    server = request.getfixturevalue("mlflow_server")
+    driver = request.getfixturevalue("browser")
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("quick_train")
+    runs = client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if r.data.tags.get("tuner.kind") == "search"]
+    trial = next(r for r in runs if r.data.tags.get("tuner.trial") == "1")
+    base = f"{server}/#/experiments/{experiment.experiment_id}"
+
+    # the experiment's runs table: the search and its trials (nested under it)
+    _page_text(driver, f"{base}/runs", parent.info.run_name, "5 matching runs")
+    _screenshot(driver, workdir.parent, "runs")
+
+    # the search's own run: the figures a reviewer wants first
+    text = _page_text(driver, f"{base}/runs/{parent.info.run_id}", "best_samples_per_sec",
+                      "best_speedup", "best_samples_per_dollar", "trial-000")
+    assert "tuner.most_samples_per_dollar" in text and "tuner.best_config" in text
+    _screenshot(driver, workdir.parent, "search-run")
+
+    # its artifacts: the summary table, the plots, the best config, the fingerprint
+    _page_text(driver, f"{base}/runs/{parent.info.run_id}/artifacts", "summary.md",
+               "optimization_history.png", "knob_importance.png", "pareto_front.png",
+               "fingerprint.json", "quick_train.yaml")
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, "//*[text()='summary.md']").click()
+    _page_text(driver, driver.current_url, "Top configs by samples_per_sec", "speed-up",
+               "Most samples per USD")
+    _screenshot(driver, workdir.parent, "summary")
+
+    # a trial: its knobs as params, its measurements as metrics, its outcome as tags
+    text = _page_text(driver, f"{base}/runs/{trial.info.run_id}", "batch_size",
+                      "samples_per_sec", "step_time_median_s", "samples_per_dollar")
+    assert "tuner.status" in text
+    _screenshot(driver, workdir.parent, "trial-run")
