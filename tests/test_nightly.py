@@ -104,6 +104,31 @@ def test_knob_changes_are_listed_one_by_one() -> None:
         "batch_size 64 -> 16", "compile none -> inductor", "compile_mode (unset) -> default"]
 
 
+def test_a_second_run_of_a_night_that_is_still_running_is_refused(tmp_path: Path) -> None:
+    """On a shared Ray cluster the host lock does not see the other run: tonight's study's
+    live session heartbeat does."""
+    import time
+
+    import pytest
+
+    from tuner import recovery as rc
+    from tuner.errors import UserError
+    from tuner.space import parse_space
+    from tuner.stores import locations
+
+    space = parse_space(SPACE, default_study="nightly_demo")
+    study = optuna.create_study(study_name="nightly_demo.night.2026-11-23",
+                                storage=f"sqlite:///{tmp_path / 'o.db'}")
+    night = nightly.Nightly(space, locations(space, tmp_path / "w"), "2026-11-23")
+    study.set_user_attr(rc.SESSION_PREFIX + "dead", {"host": "h", "pid": 1, "beat": 0.0,
+                                                     "ended": False})
+    night._refuse_overlap(study)  # a killed run's old heartbeat: no objection
+    study.set_user_attr(rc.SESSION_PREFIX + "live", {"host": "node7", "pid": 4242,
+                                                     "beat": time.time(), "ended": False})
+    with pytest.raises(UserError, match=r"already running \(host node7, pid 4242\)"):
+        night._refuse_overlap(study)
+
+
 def test_a_bad_date_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     space = tmp_path / "s.yaml"
     space.write_text(SPACE, encoding="utf-8")

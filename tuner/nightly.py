@@ -195,6 +195,7 @@ class Nightly(Search):
                                                 (rp.baseline_row(outcome.rows) or
                                                  verdict.tonight).knobs)
             metrics["champion_speedup"] = verdict.tonight.metrics.get("speedup", 1.0)
+            tags["tuner.champion_speedup"] = f"{metrics['champion_speedup']:.2f}x"
             metrics["champion_samples_per_sec"] = verdict.tonight.samples_per_sec
         if verdict.ratio is not None:
             metrics["champion_speedup_vs_last_night"] = verdict.ratio
