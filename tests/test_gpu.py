@@ -52,6 +52,8 @@ def test_gpu_choices_say_why_they_cannot_run() -> None:
     assert _reason("compile_mode", "reduce-overhead", HOPPER, device="cuda") is None
     assert "CPU only" in _reason("quantize", "static_int8", HOPPER, device="cuda")
     assert "device=cpu" in _reason("backend", "onnxruntime", HOPPER, device="cuda")
+    assert "not CUDA" in _reason("ipex", "optimize", HOPPER, device="cuda")
+    assert "not CUDA" in _reason("compile", "ipex", HOPPER, device="cuda")
 
 
 def test_gpu_knobs_act_only_on_cuda_trials_and_fill_the_setup() -> None:

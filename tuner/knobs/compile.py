@@ -23,6 +23,8 @@ class CompileBackend(Knob):
                            values: Mapping[str, Any]) -> str | None:
         if value == "inductor" and host.cxx_compiler is None:  # CPU kernels; Triton's launchers
             return "compile=inductor needs a C++ compiler (apt-get install g++)"
+        if value == "ipex" and on_cuda(values):
+            return "compile=ipex: IPEX's backend compiles for Intel CPUs and GPUs, not CUDA devices"
         if value == "ipex":
             problem = ipex_problem()
             return f"compile=ipex: {problem}" if problem else None

@@ -12,6 +12,7 @@ from importlib import metadata
 from typing import Any
 
 from tuner.knobs.base import Host, Knob, RunSetup
+from tuner.knobs.device import on_cuda
 
 PACKAGE = "intel_extension_for_pytorch"
 
@@ -44,6 +45,8 @@ class Ipex(Knob):
                            values: Mapping[str, Any]) -> str | None:
         if value == "none":
             return None
+        if on_cuda(values):
+            return f"ipex={value}: IPEX optimizes for Intel CPUs and GPUs, not CUDA devices"
         problem = ipex_problem()
         return f"ipex={value}: {problem}" if problem else None
 
