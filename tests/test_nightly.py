@@ -25,7 +25,7 @@ knobs:
   batch_size: [16, 64, 256]
 baseline: {batch_size: 16}
 try_first: [{batch_size: 256}]
-budget: {trials: 3, timeout_s: 300}
+budget: {trials: 2, timeout_s: 300}
 measure: {warmup_steps: 1, timed_steps: 4, min_timed_steps: 3, max_timed_s: 2, max_cv: 1.0}
 trial: {time_limit_s: 60}
 guard: {steps: 1, batch_size: 4}
@@ -43,14 +43,14 @@ def test_nights_are_warm_started_compared_and_a_slowdown_is_an_alarm(
     space = workdir.parent / "nightly_demo.yaml"
     space.write_text(SPACE, encoding="utf-8")
 
-    assert main(_night(space, "2026-11-20")) == 0
+    assert main(_night(space, "2026-11-20")) == 0  # the baseline and try_first's batch 256
     first = capsys.readouterr().out
     assert "first night with a champion" in first
     assert "tonight's champion: trial" in first
 
     assert main(_night(space, "2026-11-21")) == 0
     second = capsys.readouterr().out
-    assert "queued 2 config(s) to try next (warm start" in second  # 256 (also try_first), 64
+    assert "queued 1 config(s) to try next (warm start" in second  # 256, also try_first
     assert "no regression: tonight's champion is" in second
     assert ("last night's champion (trial 1 of nightly_demo.night.2026-11-20) re-measured "
             "tonight as trial 1:") in second
@@ -65,7 +65,7 @@ def test_nights_are_warm_started_compared_and_a_slowdown_is_an_alarm(
     again = capsys.readouterr().out
     assert "nothing to run" in again and "no regression" in again
     assert len(optuna.load_study(study_name="nightly_demo.night.2026-11-21",
-                                 storage=storage).trials) == 3
+                                 storage=storage).trials) == 2
 
     # a release that makes loading slower per sample: the champion's lead collapses
     code = main(_night(space, "2026-11-22", "--set",
@@ -91,7 +91,7 @@ def test_nights_are_warm_started_compared_and_a_slowdown_is_an_alarm(
             "optimization_history.png"} <= artifacts
     trials = [r for r in client.search_runs([experiment.experiment_id])
               if r.data.tags.get("tuner.kind") == "trial"]
-    assert len(trials) == 9  # three per night, each under its night's parent
+    assert len(trials) == 6  # two per night, each under its night's parent
     assert {r.data.tags["tuner.study"] for r in trials} == {
         f"nightly_demo.night.2026-11-2{day}" for day in (0, 1, 2)}
 

@@ -32,7 +32,7 @@ trial: {time_limit_s: 120, heartbeat_s: 1}
 guard: {steps: 1, batch_size: 8}
 sampler: {name: random, seed: 3}
 """
-KILLS = 4
+KILLS = 3
 
 
 def _search(folder: Path) -> subprocess.Popen[str]:
