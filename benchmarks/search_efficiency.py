@@ -38,7 +38,7 @@ knobs:
   threads: [1, 2]
 baseline: {batch_size: 256, num_workers: 0, dtype: fp32, memory_format: contiguous,
            threads: 2}
-measure: {warmup_steps: 2, timed_steps: 10, min_timed_steps: 5, max_timed_s: 5, max_cv: 0.2}
+measure: {warmup_steps: 3, timed_steps: 10000, min_timed_steps: 5, max_timed_s: 4, max_cv: 0.25}
 trial: {time_limit_s: 120}
 guard: {steps: 5, batch_size: 16, tolerance: 0.02}
 sampler: {name: tpe, seed: 0, startup_trials: 5}

@@ -43,6 +43,25 @@ def test_time_steps_stops_by_time_after_the_minimum() -> None:
     assert timing.stopped_by_time
 
 
+def test_time_steps_runs_epochs_past_the_data() -> None:
+    """Measurement by time may need more steps than the data holds: it starts a new epoch."""
+    calls = []
+    epochs = []
+    settings = MeasureSettings(warmup_steps=1, timed_steps=10, min_timed_steps=2, max_timed_s=1e9)
+
+    def batches():
+        epochs.append(len(calls))
+        return iter(range(4))
+
+    timing = measure.time_steps(batches, calls.append, settings, clock=_fake_clock(1.0))
+    assert len(timing.step_times_s) == 10
+    assert calls == [0, 1, 2, 3] * 2 + [0, 1, 2]
+    assert epochs == [0, 4, 8]
+    big = MeasureSettings(warmup_steps=3, timed_steps=5000)
+    assert measure.batches_needed(big) == measure.MAX_DATA_BATCHES  # data does not grow with it
+    assert measure.batches_needed(MeasureSettings(warmup_steps=1, timed_steps=5)) == 6
+
+
 def test_samples_per_sec_and_dollar() -> None:
     assert measure.samples_per_sec(128, 14.03) == pytest.approx(9.12, abs=0.01)
     # the published study: 9.12 samples/s at $0.357/h = 92,000 samples per dollar

@@ -100,16 +100,27 @@ def time_steps(
     started = clock()
     iterator = batches()
     timing.loader_start_s = clock() - started
+
+    def next_batch() -> Any:
+        """The next batch; past the data's end, a new epoch (as a real loop does, inside the
+        step's time): measurement by time may take more steps than the data holds."""
+        nonlocal iterator
+        try:
+            return next(iterator)
+        except StopIteration:
+            iterator = batches()
+            return next(iterator)
+
     last = clock()
     for _ in range(settings.warmup_steps):
-        step(next(iterator))
+        step(next_batch())
         synchronize()
         now = clock()
         timing.warmup_times_s.append(now - last)
         last = now
     timed_start = last
     while len(timing.step_times_s) < settings.timed_steps:
-        step(next(iterator))
+        step(next_batch())
         synchronize()
         now = clock()
         timing.step_times_s.append(now - last)
@@ -122,5 +133,10 @@ def time_steps(
     return timing
 
 
+# Data for at most this many batches is built; a longer measurement (by time) cycles through it
+# in epochs. A user dataset that materialises its samples must not grow with `timed_steps`.
+MAX_DATA_BATCHES = 256
+
+
 def batches_needed(settings: MeasureSettings) -> int:
-    return settings.warmup_steps + settings.timed_steps
+    return min(settings.warmup_steps + settings.timed_steps, MAX_DATA_BATCHES)
