@@ -62,6 +62,21 @@ def test_time_steps_runs_epochs_past_the_data() -> None:
     assert measure.batches_needed(MeasureSettings(warmup_steps=1, timed_steps=5)) == 6
 
 
+def test_screening_stops_a_slow_trial_once_its_window_is_timed() -> None:
+    settings = MeasureSettings(warmup_steps=1, timed_steps=100, min_timed_steps=3,
+                               max_timed_s=50, screen_s=4)
+    slow = measure.time_steps(lambda: iter(range(1000)), lambda _: None, settings,
+                              clock=_fake_clock(1.0), stop_above_step_s=0.5)
+    assert slow.pruned and len(slow.step_times_s) == 4  # one look, at 4 s of timed steps
+    fast = measure.time_steps(lambda: iter(range(1000)), lambda _: None, settings,
+                              clock=_fake_clock(1.0), stop_above_step_s=2.0)
+    assert not fast.pruned and len(fast.step_times_s) == 50 and fast.stopped_by_time
+    off = measure.time_steps(lambda: iter(range(1000)), lambda _: None,
+                             MeasureSettings(warmup_steps=0, timed_steps=10, screen_s=0),
+                             clock=_fake_clock(1.0), stop_above_step_s=0.5)
+    assert not off.pruned and len(off.step_times_s) == 10
+
+
 def test_samples_per_sec_and_dollar() -> None:
     assert measure.samples_per_sec(128, 14.03) == pytest.approx(9.12, abs=0.01)
     # the published study: 9.12 samples/s at $0.357/h = 92,000 samples per dollar

@@ -38,6 +38,17 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys) -> Non
     trials = study.get_trials()
     assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
     assert trials[0].user_attrs[st.ROLE] == st.BASELINE
+    # then the hardware's known-good config (a CPU with AVX512-BF16 or AMX: bf16 +
+    # channels_last), then the sweep: the other batch sizes from the best so far
+    features = trials[0].user_attrs[st.INFO]["cpu_features"]
+    roles = [trial.user_attrs[st.ROLE] for trial in trials[1:]]
+    if {"avx512_bf16", "amx_bf16"} & set(features):
+        assert roles == ["prior", "sweep", "sweep"], roles
+        assert "queued known-good config(s) for this hardware next: dtype=bf16" in out
+        assert trials[1].user_attrs[st.KNOBS]["memory_format"] == "channels_last"
+    else:
+        assert roles == ["sweep"] * 3, roles
+    assert sorted(t.user_attrs[st.KNOBS]["batch_size"] for t in trials[-2:]) == [16, 64]
     assert trials[0].user_attrs[st.METRICS]["speedup"] == 1.0
     for trial in trials:
         metrics = trial.user_attrs[st.METRICS]
@@ -66,6 +77,27 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys) -> Non
     # the study resumes, and `tuner best` rebuilds the table from storage alone
     assert main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "4"]) == 0
     assert "nothing to run" in capsys.readouterr().out
+    # measured by time with screening: a config far slower than the best stops at its window
+    assert main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "7",
+                 "--set", "measure.timed_steps=5000", "--set", "measure.max_timed_s=1.5",
+                 "--set", "measure.screen_s=0.3", "--set", "measure.prune_below=1",
+                 "--set", "budget.confirm=1"]) == 0
+    out = capsys.readouterr().out
+    trials = _study(workdir, "quick_train").get_trials()
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, out
+    for trial in pruned:
+        assert trial.user_attrs[st.STATUS] == "pruned"
+        assert "below the search's cut" in trial.user_attrs[st.REASON]
+        assert trial.intermediate_values  # what the sampler learns from
+        assert trial.user_attrs[st.METRICS]["samples_per_sec"] > 0
+    assert "pruned: stopped after" in out
+    # the budget's last trial measures the best config again; it is never cut short
+    confirm = trials[-1]
+    assert confirm.user_attrs[st.ROLE] == st.CONFIRM and confirm.state == TrialState.COMPLETE
+    confirmed = trials[confirm.user_attrs[st.CONFIRMS]]
+    assert confirm.user_attrs[st.KNOBS] == confirmed.user_attrs[st.KNOBS]
+    assert "confirming the best 1 config(s)" in out
     assert main(["best", "--study", "quick_train"]) == 0
     shown = capsys.readouterr().out
     assert "speed-up" in shown and "knobs:" in shown

@@ -6,6 +6,7 @@ torch.utils.benchmark. The statistics functions are pure so the driver and tests
 
 from __future__ import annotations
 
+import math
 import resource
 import statistics
 import time
@@ -83,6 +84,7 @@ class Timing:
     step_times_s: list[float] = field(default_factory=list)
     loader_start_s: float = 0.0
     stopped_by_time: bool = False
+    pruned: bool = False  # stopped at screening: slower than the search's cut
 
 
 def time_steps(
@@ -91,11 +93,14 @@ def time_steps(
     settings: MeasureSettings,
     synchronize: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.perf_counter,
+    stop_above_step_s: float = math.inf,
 ) -> Timing:
     """Warm-up steps, then timed steps until `timed_steps` or `max_timed_s` (at least
     `min_timed_steps`). Each step's time runs from the end of the previous step, so fetching the
     batch from the loader is inside it, as in a real training loop. `synchronize` waits for the
-    device before each clock reading (a GPU step returns while its kernels still run)."""
+    device before each clock reading (a GPU step returns while its kernels still run).
+    Screening: once `screen_s` of steps are timed (and at least `min_timed_steps`), a median
+    step slower than `stop_above_step_s` ends the timing there, `pruned`."""
     timing = Timing()
     started = clock()
     iterator = batches()
@@ -119,12 +124,19 @@ def time_steps(
         timing.warmup_times_s.append(now - last)
         last = now
     timed_start = last
+    screened = settings.screen_s <= 0 or math.isinf(stop_above_step_s)
     while len(timing.step_times_s) < settings.timed_steps:
         step(next_batch())
         synchronize()
         now = clock()
         timing.step_times_s.append(now - last)
         last = now
+        if (not screened and len(timing.step_times_s) >= settings.min_timed_steps
+                and now - timed_start >= settings.screen_s):
+            screened = True  # one look, at the end of the screening window
+            if statistics.median(timing.step_times_s) > stop_above_step_s:
+                timing.pruned = True
+                break
         if (len(timing.step_times_s) >= settings.min_timed_steps
                 and now - timed_start >= settings.max_timed_s
                 and len(timing.step_times_s) < settings.timed_steps):

@@ -33,6 +33,7 @@ class Row:
     step_times_s: tuple[float, ...] = ()
     guard_losses: tuple[float, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
+    confirms: int | None = None  # a confirming trial: the trial whose config it re-measured
 
     @property
     def feasible(self) -> bool:
@@ -75,6 +76,7 @@ def row_of(trial: FrozenTrial) -> Row:
         step_times_s=tuple(attrs.get(st.STEP_TIMES, ())),
         guard_losses=tuple(attrs.get(st.GUARD_LOSSES, ())),
         info=attrs.get(st.INFO, {}),
+        confirms=attrs.get(st.CONFIRMS),
     )
 
 
@@ -95,10 +97,30 @@ def _state_reason(trial: FrozenTrial) -> str:
 
 
 def ranked(all_rows: list[Row], objective: str) -> list[Row]:
-    """Feasible measured trials, best first (the baseline included, as the reference)."""
-    feasible = [row for row in all_rows
-                if row.feasible and row.duplicate_of is None and not row.noisy]
-    return sorted(feasible, key=lambda row: row.metrics.get(objective, 0.0), reverse=True)
+    """Feasible measured trials, best first (the baseline included, as the reference). Once
+    a study has confirming trials, they come first, ranked by their own measurement, and the
+    first measurements of the configs they confirm are left out: the best is reported from
+    confirmed measurements only."""
+    confirming = sorted((row for row in _measured(all_rows) if row.role == st.CONFIRM),
+                        key=lambda row: row.metrics.get(objective, 0.0), reverse=True)
+    return confirming + unconfirmed(all_rows, objective)
+
+
+def unconfirmed(all_rows: list[Row], objective: str) -> list[Row]:
+    """Ranked trials of configs no confirming trial has measured again, best first."""
+    measured = _measured(all_rows)
+    confirmed = {_config_key(row.knobs) for row in measured if row.role == st.CONFIRM}
+    rest = [row for row in measured if _config_key(row.knobs) not in confirmed]
+    return sorted(rest, key=lambda row: row.metrics.get(objective, 0.0), reverse=True)
+
+
+def _measured(all_rows: list[Row]) -> list[Row]:
+    return [row for row in all_rows
+            if row.feasible and row.duplicate_of is None and not row.noisy]
+
+
+def _config_key(knobs: dict[str, Any]) -> str:
+    return repr(sorted(knobs.items(), key=lambda item: item[0]))
 
 
 def pareto_front(all_rows: list[Row], objectives: tuple[str, ...]) -> list[Row]:
@@ -185,7 +207,7 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
             f"{rank:>4}{marker} {row.number:>5} {row.samples_per_sec:>10.2f} "
             f"{(f'{speedup:.2f}x' if speedup else '-'):>8} "
             f"{m.get('samples_per_dollar', 0.0):>12,.0f} {cv * 100:>5.1f}%{noisy} "
-            f"{columns}{changes(row.knobs, base.knobs if base else None)}"
+            f"{columns}{changes(row.knobs, base.knobs if base else None)}{_confirming(row)}"
         )
     rejected = [row for row in all_rows if row.status == "ok" and row.violation > 0]
     failures = Counter(row.status for row in all_rows if row.status != "ok")
@@ -216,6 +238,10 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
     return "\n".join(lines)
 
 
+def _confirming(row: Row) -> str:
+    return f"  [confirms trial {row.confirms}]" if row.confirms is not None else ""
+
+
 def markdown_summary(all_rows: list[Row], objective: str, currency: str = "USD",
                      objectives: tuple[str, ...] = (), top: int = 10) -> str:
     """The top configs as a markdown table, for the MLflow UI's artifact view."""
@@ -232,7 +258,7 @@ def markdown_summary(all_rows: list[Row], objective: str, currency: str = "USD",
             f"| {rank} | {row.number} | {row.samples_per_sec:.2f} | "
             f"{m.get('speedup', 0.0):.2f}x | {m.get('samples_per_dollar', 0.0):,.0f} | "
             f"{m.get('step_time_cv', 0.0):.1%} | {'*' if row.number in front else ''} | "
-            f"{changes(row.knobs, base.knobs if base else None)} |")
+            f"{changes(row.knobs, base.knobs if base else None)}{_confirming(row)} |")
     cheapest = cheapest_line(all_rows, currency)
     if cheapest:
         lines += ["", cheapest]

@@ -18,7 +18,7 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from tuner import cost, guard, hostlock
+from tuner import cost, guard, hostlock, priors
 from tuner import recovery as rc
 from tuner import report as rp
 from tuner import study as st
@@ -26,9 +26,11 @@ from tuner.errors import SearchAborted, UserError
 from tuner.knobs import numerics_key
 from tuner.space import Space
 from tuner.stores import Locations, ensure_local_folders, preflight
-from tuner.trial import OOM, UNSUPPORTED, TrialConfig, TrialResult
+from tuner.strategy import SWEEP
+from tuner.trial import OOM, PRUNED, UNSUPPORTED, TrialConfig, TrialResult
 
 FIRST_DONE = "first_enqueued"  # study attr: the configs given to this search were queued
+PRIORS_DONE = "priors_enqueued"  # study attr: the hardware's known-good configs were queued
 WAIT_SLICE_S = 10.0
 PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet terminal is no hang
 SYNC_RETRY_S = 30.0  # how often to retry MLflow writes that failed
@@ -36,7 +38,7 @@ SYNC_RETRY_S = 30.0  # how often to retry MLflow writes that failed
 INFO_KEPT = ("note", "node_id", "hostname", "env_set", "versions", "memory_limit_mb",
              "pinned_cores", "affinity", "preloaded", "torch_threads", "interop_threads",
              "placement", "memory_policy", "scenario", "gpu", "gpu_ids", "started_at",
-             "ended_at")
+             "ended_at", "device", "cpu_features", "gpu_capability")
 # at the end, how long to wait for an unreachable MLflow to answer again before giving up
 FINAL_SYNC_WAIT_S = float(os.environ.get("TUNER_MLFLOW_WAIT_S", "30"))
 
@@ -205,6 +207,7 @@ class Search:
                 raise SearchAborted(
                     "the baseline trial failed, so there is nothing to compare against: "
                     + (rp.failure_lines(rp.rows(self.study))[-1:] or ["see MLflow"])[0])
+        self._queue_priors()
         queued = st.enqueue_first(self.study, self.space, self.first, FIRST_DONE)
         queued += st.enqueue_try_first(self.study, self.space)
         if queued:
@@ -213,10 +216,52 @@ class Search:
                      f"queued the space's {queued} try_first config(s) next")
         while True:
             while (len(submitted) < self.space.trial.max_concurrent and self._may_launch()):
+                self._queue_confirmations()
+                self._queue_sweep()
                 self._launch_into(submitted)
             if not submitted:
                 break
             self._drain(submitted, until_empty=False)
+
+    def _queue_priors(self) -> None:
+        """Known-good configs for the machine the baseline ran on, next (once per study)."""
+        baseline = st.baseline_trial(self.study)
+        if not self.space.sampler.priors or baseline is None or not self._may_launch():
+            return  # none queued for a later search to find ahead of its own queue
+        configs = priors.prior_configs(self.space, baseline.user_attrs.get(st.INFO, {}))
+        if st.enqueue_first(self.study, self.space, configs, PRIORS_DONE):
+            self.out(f"queued known-good config(s) for this hardware next: "
+                     f"{priors.describe(configs)}")
+
+    def _queue_confirmations(self) -> None:
+        """At the budget's last `budget.confirm` trials: the best configs not yet confirmed,
+        measured again in fresh trials (once per budget: a resumed, larger one confirms its
+        own best)."""
+        count = self.space.budget.confirmations(self.trials_budget)
+        if (not count or self.study.user_attrs.get(st.CONFIRM_DONE) == self.trials_budget
+                or self._budget_used() < self.trials_budget - count):
+            return
+        best = rp.unconfirmed(rp.rows(self.study), self.space.objective)[:count]
+        for row in best:
+            params = {name: value for name, value in row.knobs.items() if name in self.space.knobs}
+            self.study.enqueue_trial(params, user_attrs={st.ROLE: st.CONFIRM,
+                                                         st.CONFIRMS: row.number})
+        self.study.set_user_attr(st.CONFIRM_DONE, self.trials_budget)  # a larger budget: again
+        if best:
+            self.out(f"confirming the best {len(best)} config(s), a fresh measurement each "
+                     f"(trial(s) {', '.join(str(row.number) for row in best)}); the best is "
+                     "reported from these")
+
+    def _queue_sweep(self) -> None:
+        """The one-knob-at-a-time sweep's next configs, when nothing else is queued; says
+        once when the sweep has settled every knob and the sampler takes over."""
+        if st.enqueue_sweep(self.study, self.space):
+            return
+        if (self.space.sampler.start == SWEEP and not getattr(self, "_said_swept", False)
+                and st.sweep_done(self.study, self.space)):
+            self.out(f"sweep done (every knob settled one at a time); "
+                     f"{self.space.sampler.name} proposes from here")
+            self._said_swept = True
 
     def _wait_for_other_baseline(self) -> None:
         if not getattr(self, "_said_waiting", False):
@@ -274,7 +319,8 @@ class Search:
         trial.set_user_attr(st.KNOBS, knobs)
         self.launched += 1
         retry = rc.retry_of(self.study.get_trials(deepcopy=False)[trial.number])
-        duplicate = st.same_config_trial(self.study, knobs, trial.number)
+        duplicate = (None if role == st.CONFIRM
+                     else st.same_config_trial(self.study, knobs, trial.number))
         if duplicate is not None:
             self._reuse(trial, duplicate)
             return role
@@ -302,6 +348,7 @@ class Search:
             memory_share=self.space.trial.max_concurrent,
             exclusive_cores=self.space.trial.max_concurrent > 1,
             cache_dir=str((self.where.workdir / "cache").resolve()),
+            stop_below=0.0 if role in (st.BASELINE, st.CONFIRM) else self._cut(knobs),
         )
         tags = {"tuner.role": role, "tuner.numerics": key}
         if retry is not None:
@@ -315,6 +362,18 @@ class Search:
         self.out(f"{self._progress()} trial {trial.number} started ({role}{again}, {item.cpus} "
                  f"CPUs{gpus}, limit {_duration(config.time_limit_s)}): {self._changes(knobs)}")
         return role
+
+    def _cut(self, knobs: dict[str, Any]) -> float:
+        """Samples/s below which this trial stops at screening: measure.prune_below x the best
+        ranked trial so far on its device; 0 (never) when screening is off or the study has
+        two objectives (a slow config may still be the cheapest)."""
+        settings = self.space.measure
+        if settings.prune_below <= 0 or settings.screen_s <= 0 or len(self.space.objectives) > 1:
+            return 0.0
+        device = str(knobs.get("device", "cpu"))
+        speeds = [row.samples_per_sec for row in rp.ranked(rp.rows(self.study), "samples_per_sec")
+                  if row.device == device]
+        return settings.prune_below * max(speeds) if speeds else 0.0
 
     def _reuse(self, trial: Any, earlier: Any) -> None:
         """Same knobs as a completed trial: tell its result again instead of re-measuring."""
@@ -370,6 +429,9 @@ class Search:
         if result.ok:
             running.trial.set_constraint(st.CONSTRAINT, violation)
             self._close(trial_number, values=[metrics[name] for name in self.space.objectives])
+        elif result.status == PRUNED:  # what the sampler sees of it: where it stood when cut
+            running.trial.report(metrics["samples_per_sec"], int(metrics.get("timed_steps", 0)))
+            self._close(trial_number, state=TrialState.PRUNED)
         else:
             # PRUNED, unlike FAIL, is seen by the sampler: it learns which choices and batch
             # sizes do not run

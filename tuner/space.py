@@ -27,6 +27,8 @@ SECTIONS = (
 )
 OBJECTIVES = ("samples_per_sec", "samples_per_dollar")
 SAMPLERS = ("tpe", "random")
+STARTS = ("sweep", "sampler")
+AUTO_CONFIRM, AUTO_CONFIRM_FROM = 2, 16  # budget.confirm: auto (see docs/benchmarks.md)  # after the baseline: a one-knob-at-a-time sweep, or the sampler
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,16 @@ class KnobSpace:
 class Budget:
     trials: int = 12
     timeout_s: float = 1800.0
+    # the last `confirm` trials re-measure the best configs so far; the best is then reported
+    # from those confirming measurements only (one measurement of the winner is biased up).
+    # None (auto): 2 for a budget of 16 trials or more, else none (small budgets need them all)
+    confirm: int | None = None
+
+    def confirmations(self, trials: int) -> int:
+        """Confirming trials at the end of a budget of `trials` (--trials may override it)."""
+        if self.confirm is not None:
+            return min(self.confirm, max(0, trials - 1))  # never all: the baseline is first
+        return AUTO_CONFIRM if trials >= AUTO_CONFIRM_FROM else 0
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,8 @@ class Sampler:
     name: str = "tpe"
     seed: int | None = 0
     startup_trials: int = 5
+    start: str = "sweep"  # see tuner/strategy.py
+    priors: bool = True  # known-good configs for the baseline's hardware next (tuner/priors.py)
 
 
 @dataclass(frozen=True)
@@ -355,6 +369,12 @@ class _Reader:
             raise self.fail(field_path, f"must be from {low:g} to {high:g}, got {raw:g}")
         return float(raw)
 
+    def boolean(self, raw: Any, field_path: str) -> bool:
+        if not isinstance(raw, bool):
+            raise self.fail(field_path, f"must be true or false, got {_type_name(raw)} "
+                            f"{show(raw)}")
+        return raw
+
     def string(self, raw: Any, field_path: str, allowed: tuple[str, ...] | None = None) -> str:
         if not isinstance(raw, str) or not raw.strip():
             raise self.fail(field_path, f"must be a non-empty string, got {_type_name(raw)}")
@@ -514,10 +534,12 @@ class _Reader:
         return values
 
     def budget(self, raw: Any) -> Budget:
-        data = self.mapping(raw, "budget", ("trials", "timeout_s"))
+        data = self.mapping(raw, "budget", ("trials", "timeout_s", "confirm"))
         return Budget(
             trials=self.integer(data.get("trials", 12), "budget.trials", 1, 100_000),
             timeout_s=self.number(data.get("timeout_s", 1800), "budget.timeout_s", 1, 30 * 86400),
+            confirm=(None if data.get("confirm", "auto") == "auto"
+                     else self.integer(data.get("confirm"), "budget.confirm", 0, 100)),
         )
 
     def measure(self, raw: Any) -> MeasureSettings:
@@ -537,6 +559,8 @@ class _Reader:
                                     86400),
             max_cv=max_cv,
             remeasure=self.integer(data.get("remeasure", 2), "measure.remeasure", 0, 10),
+            screen_s=self.number(data.get("screen_s", 0), "measure.screen_s", 0, 86400),
+            prune_below=self.number(data.get("prune_below", 0), "measure.prune_below", 0, 1),
         )
 
     def trial(self, raw: Any) -> TrialLimits:
@@ -629,15 +653,17 @@ class _Reader:
         )
 
     def sampler(self, raw: Any) -> Sampler:
-        data = self.mapping(raw, "sampler", ("name", "seed", "startup_trials"))
+        data = self.mapping(raw, "sampler", ("name", "seed", "startup_trials", "start", "priors"))
         seed = data.get("seed", 0)
         return Sampler(
             name=self.string(data.get("name", "tpe"), "sampler.name", SAMPLERS),
             seed=None if seed is None else self.integer(seed, "sampler.seed", 0, 2**31 - 1),
             startup_trials=self.integer(data.get("startup_trials", 5), "sampler.startup_trials",
                                         0, 100_000),
+            start=self.string(data.get("start", "sweep"), "sampler.start", STARTS),
+            priors=self.boolean(data.get("priors", True), "sampler.priors"),
         )
 
 
 _MEASURE_FIELDS = ("warmup_steps", "timed_steps", "min_timed_steps", "max_timed_s", "max_cv",
-                   "remeasure")
+                   "remeasure", "screen_s", "prune_below")

@@ -16,7 +16,8 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.errors import UserError
 from tuner.knobs import REGISTRY, numerics_key
 from tuner.space import Space
-from tuner.trial import OK, OOM, UNSUPPORTED
+from tuner.strategy import SWEEP, Measured, next_sweep_configs
+from tuner.trial import OK, OOM, PRUNED, UNSUPPORTED
 
 # user attribute names
 ROLE = "role"  # "baseline" for the reference trial
@@ -28,6 +29,8 @@ METRICS = "metrics"
 DUPLICATE_OF = "duplicate_of"
 KNOBS = "knobs"
 BASELINE = "baseline"
+CONFIRM = "confirm"  # role: a fresh measurement of one of the best configs, at the budget's end
+CONFIRMS = "confirms"  # user attr of a confirming trial: the trial it re-measures
 STEP_TIMES = "step_times_s"
 GUARD_LOSSES = "guard_losses"
 INFO = "info"  # where and how it ran: node, host, env set, versions, note
@@ -44,6 +47,7 @@ WORKLOAD = "workload"
 UNSUPPORTED_CHOICES = "unsupported_choices"  # "knob=value" -> reason, learnt from trials
 MEMORY_LIMITS = "memory_limits"  # numerics key -> [smallest batch that ran out of memory, trial]
 TRY_FIRST_DONE = "try_first_enqueued"
+CONFIRM_DONE = "confirmations_enqueued"
 
 
 def make_sampler(space: Space, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
@@ -60,6 +64,9 @@ def make_sampler(space: Space, trials_so_far: int = 0) -> optuna.samplers.BaseSa
             n_startup_trials=space.sampler.startup_trials,
             multivariate=True,
             group=True,  # conditional knobs (compile_mode) form their own group
+            # trials side by side: a running trial counts as a poor result meanwhile, so the
+            # next proposal goes elsewhere instead of next to it
+            constant_liar=space.trial.max_concurrent > 1,
         )
 
 
@@ -138,12 +145,54 @@ def enqueue_try_first(study: optuna.Study, space: Space) -> int:
                          TRY_FIRST_DONE)
 
 
+def enqueue_sweep(study: optuna.Study, space: Space) -> int:
+    """Queue the sweep's next configs (tuner/strategy.py) when nothing else waits; 0 when it
+    waits for running trials or is done (then the sampler proposes)."""
+    if space.sampler.start != SWEEP or study.get_trials(deepcopy=False,
+                                                       states=(TrialState.WAITING,)):
+        return 0
+    configs = next_sweep_configs(space, *_sweep_history(study, space)) or []
+    for config in configs:
+        params = {name: value for name, value in config.items() if name in space.knobs}
+        study.enqueue_trial(params, user_attrs={ROLE: SWEEP}, skip_if_exists=True)
+    return len(configs)
+
+
+def sweep_done(study: optuna.Study, space: Space) -> bool:
+    return next_sweep_configs(space, *_sweep_history(study, space)) is None
+
+
+def _sweep_history(study: optuna.Study,
+                   space: Space) -> tuple[list[Measured], list[dict[str, Any]]]:
+    """Finished trials as the sweep sees them, and the configs still running."""
+    measured, pending = [], []
+    for trial in study.get_trials(deepcopy=False):
+        knobs = space.full_config(trial.params)
+        if trial.state == TrialState.RUNNING:
+            pending.append(knobs)
+        elif trial.state.is_finished():
+            measured.append(Measured(knobs, sweep_value(trial),
+                                     trial.user_attrs.get(ROLE, "candidate")))
+    return measured, pending
+
+
+def sweep_value(trial: FrozenTrial) -> float | None:
+    """The objective the sweep compares (the first), for a complete trial within the guard."""
+    if trial.state != TrialState.COMPLETE or not trial.values:
+        return None
+    if float(trial.user_attrs.get(CONSTRAINT, 0.0)) > 0:
+        return None
+    if trial.user_attrs.get(METRICS, {}).get("noisy"):
+        return None  # never reported best, so never the config the sweep builds on
+    return float(trial.values[0])
+
+
 def recorded_status(trial: FrozenTrial) -> str | None:
     """The trial's status attr, or None where it does not describe how the trial ended: a FAIL
     trial holding a status the tuner never tells as FAIL (ok, unsupported, oom) was killed between
     recording its result and its tell, then failed by the stale-trial check: interrupted."""
     status = trial.user_attrs.get(STATUS)
-    if trial.state == TrialState.FAIL and status in (OK, UNSUPPORTED, OOM):
+    if trial.state == TrialState.FAIL and status in (OK, UNSUPPORTED, OOM, PRUNED):
         return None
     return status
 

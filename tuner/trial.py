@@ -17,7 +17,8 @@ OOM = "oom"                # ran out of memory (MemoryError, allocator failure, 
 TIMEOUT = "timeout"        # passed its time limit and was killed
 CRASHED = "crashed"        # the process died without a result (signal, abort)
 UNSUPPORTED = "unsupported"  # asked for a choice this worker cannot honour; skipped cheaply
-STATUSES = (OK, FAILED, OOM, TIMEOUT, CRASHED, UNSUPPORTED)
+PRUNED = "pruned"          # clearly slower than the best so far at screening: stopped early
+STATUSES = (OK, FAILED, OOM, TIMEOUT, CRASHED, UNSUPPORTED, PRUNED)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class MeasureSettings:
     # a trial still noisy after them is marked noisy and can never be reported best.
     max_cv: float = 0.10
     remeasure: int = 2
+    # Screening: after screen_s of timed steps, a trial slower than prune_below x the search's
+    # best so far stops there (pruned) instead of timing on; 0 turns it off.
+    screen_s: float = 0.0
+    prune_below: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class TrialConfig:
     gpus: int = 0  # GPUs Ray gave it (it sees only those)
     exclusive_cores: bool = False  # trials run side by side: pin each to cores of its own
     cache_dir: str = ""  # where a workload may cache what it builds once (trained weights)
+    stop_below: float = 0.0  # samples/s: at screening, slower than this stops the trial
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -92,6 +98,7 @@ class TrialConfig:
             gpus=raw.get("gpus", 0),
             exclusive_cores=raw.get("exclusive_cores", False),
             cache_dir=raw.get("cache_dir", ""),
+            stop_below=raw.get("stop_below", 0.0),
         )
 
 

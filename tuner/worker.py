@@ -7,6 +7,7 @@ reports how): a trial's failure is data, never an exception that reaches the dri
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -15,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tuner.trial import FAILED, OK, OOM, UNSUPPORTED, TrialConfig, TrialResult
+from tuner.trial import FAILED, OK, OOM, PRUNED, UNSUPPORTED, TrialConfig, TrialResult
 
 
 def _versions() -> dict[str, str]:
@@ -31,7 +32,7 @@ def _versions() -> dict[str, str]:
 def run_trial(config: TrialConfig) -> TrialResult:
     """Apply the knobs, time the workload, run the guard. Raises on trial errors."""
     from tuner.knobs import REGISTRY, Host, RunSetup
-    from tuner.knobs.base import UnsupportedChoice
+    from tuner.knobs.base import CPU_FEATURES, UnsupportedChoice
 
     info: dict[str, object] = {"pid": os.getpid(), "versions": _versions(),
                                # the process's cores, read before OpenMP binds its threads
@@ -67,9 +68,12 @@ def run_trial(config: TrialConfig) -> TrialResult:
                        if key.startswith(("OMP_", "KMP_", "MKL_")) or key in ("LD_PRELOAD",
                                                                              "MALLOC_CONF")}
     info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    info["device"] = setup.device
+    info["cpu_features"] = sorted(set(CPU_FEATURES) & host.cpu_flags)  # for the priors
     if setup.device == "cuda":
         info["gpu"] = f"{host.gpu_name} (compute capability {host.gpu_capability[0]}." \
                       f"{host.gpu_capability[1]}, {measure.gpu_total_mb():,.0f} MB)"
+        info["gpu_capability"] = list(host.gpu_capability)
         info["versions"]["cuda"] = str(torch.version.cuda)  # type: ignore[index]
         info["versions"]["cudnn"] = str(torch.backends.cudnn.version())  # type: ignore[index]
 
@@ -95,7 +99,9 @@ def run_trial(config: TrialConfig) -> TrialResult:
         info["unsupported_choice"] = error.choice
         return TrialResult(status=UNSUPPORTED, reason=error.reason, info=info)
     build_s = time.perf_counter() - build_started
-    first, timing, stats, rounds = _timed_rounds(run, config)
+    stop_above_step_s = (setup.batch_size / config.stop_below if config.stop_below > 0
+                         else math.inf)
+    first, timing, stats, rounds, timed_s = _timed_rounds(run, config, stop_above_step_s)
     first_warmup = first.warmup_times_s[0] if first.warmup_times_s else 0.0
     metrics = {
         "samples_per_sec": measure.samples_per_sec(setup.batch_size, stats.median_s),
@@ -105,6 +111,7 @@ def run_trial(config: TrialConfig) -> TrialResult:
         "timed_steps": float(stats.count),
         "warmup_s": sum(first.warmup_times_s),
         "measure_rounds": float(rounds),
+        "timed_s": timed_s,  # every round's timed steps, the kept one and those timed again
         "noisy": float(stats.cv > config.measure.max_cv),
         # compile happens in the first step; what it cost beyond a steady step is compile time
         "compile_s": (max(0.0, first_warmup - stats.median_s)
@@ -123,6 +130,13 @@ def run_trial(config: TrialConfig) -> TrialResult:
             # on the host, where the workload keeps its labels and reference outputs
             return torch.cat([run.predict(chunk).cpu() for chunk in inputs.split(setup.batch_size)])
     result = TrialResult(status=OK, metrics=metrics, step_times_s=timing.step_times_s, info=info)
+    if timing.pruned:  # no guard, no peak figures beyond this point: it stops here
+        metrics["trial_process_s"] = time.perf_counter() - started
+        result.status = PRUNED
+        result.reason = (f"stopped after {sum(timing.step_times_s):.1f} s of timed steps: "
+                         f"{metrics['samples_per_sec']:,.0f} samples/s, below the search's cut "
+                         f"of {config.stop_below:,.0f} (measure.prune_below x its best so far)")
+        return result
     if timing.stopped_by_time:
         info["note"] = (f"timed {stats.count} of {config.measure.timed_steps} steps: "
                         f"max_timed_s={config.measure.max_timed_s} reached")
@@ -158,23 +172,27 @@ def _memory_policy() -> str:
     return "unknown"
 
 
-def _timed_rounds(run: Any, config: TrialConfig) -> tuple[Any, Any, Any, int]:
+def _timed_rounds(run: Any, config: TrialConfig,
+                  stop_above_step_s: float) -> tuple[Any, Any, Any, int, float]:
     """Time the steps; while the step-time cv is above max_cv, time a fresh round (a noisy
     neighbour passes, a frequency settles), up to `remeasure` more. Keeps the steadiest round:
     its median is the trial's figure; the first round's warm-up holds the compile time."""
     from tuner import measure
 
     settings = config.measure
-    first = measure.time_steps(run.batches, run.step, settings, run.synchronize)
+    first = measure.time_steps(run.batches, run.step, settings, run.synchronize,
+                               stop_above_step_s=stop_above_step_s)
     best = (first, measure.step_stats(first.step_times_s))
     rounds = 1
-    while best[1].cv > settings.max_cv and rounds <= settings.remeasure:
+    timed_s = sum(first.step_times_s)
+    while best[1].cv > settings.max_cv and rounds <= settings.remeasure and not first.pruned:
         timing = measure.time_steps(run.batches, run.step, settings, run.synchronize)
         stats = measure.step_stats(timing.step_times_s)
         rounds += 1
+        timed_s += sum(timing.step_times_s)
         if stats.cv < best[1].cv:
             best = (timing, stats)
-    return first, best[0], best[1], rounds
+    return first, best[0], best[1], rounds, timed_s
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

@@ -91,6 +91,11 @@ class Host:
         return f"no CUDA GPU visible to this trial process ({build}{given})"
 
 
+# the CPU flags a trial reports (info "cpu_features"): what tuner/priors.py decides by
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile",
+                "amx_int8")
+
+
 def _cpu_flags() -> set[str]:
     if platform.system() != "Linux":
         return set()
