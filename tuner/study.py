@@ -146,12 +146,14 @@ def enqueue_try_first(study: optuna.Study, space: Space) -> int:
 
 
 def enqueue_sweep(study: optuna.Study, space: Space) -> int:
-    """Queue the sweep's next configs (tuner/strategy.py) when nothing else waits; 0 when it
-    waits for running trials or is done (then the sampler proposes)."""
+    """Queue the sweep's next config (tuner/strategy.py) when nothing else waits: one at a
+    time, so a search that stops leaves nothing queued (the next one picks the sweep up from
+    what was measured; trials side by side each queue their own); 0 when it waits for running
+    trials or is done (then the sampler proposes)."""
     if space.sampler.start != SWEEP or study.get_trials(deepcopy=False,
                                                        states=(TrialState.WAITING,)):
         return 0
-    configs = next_sweep_configs(space, *_sweep_history(study, space)) or []
+    configs = (next_sweep_configs(space, *_sweep_history(study, space)) or [])[:1]
     for config in configs:
         params = {name: value for name, value in config.items() if name in space.knobs}
         study.enqueue_trial(params, user_attrs={ROLE: SWEEP}, skip_if_exists=True)
