@@ -104,7 +104,7 @@ def larger_single_pass(workdir: Path) -> None:
           f"trial {first_found}; {rp.changes(best.knobs, rp.baseline_row(rows).knobs)}")
     print(f"  timed steps / trial wall time: {sum(timed) / sum(walls):.1%} (kept rounds only "
           f"{sum(kept) / sum(walls):.1%}); roles: "
-          f"{dict(Counter(row.role for row in rows))}; statuses: "
+          f"{dict(Counter(row.role or 'candidate' for row in rows))}; statuses: "
           f"{dict(Counter(row.status for row in rows))}")
 
 

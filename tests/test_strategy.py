@@ -171,5 +171,8 @@ def test_confirmed_measurements_rank_first_and_replace_the_first_ones() -> None:
     rows += [_row(4, 256, 160.0, st.CONFIRM), _row(5, 64, 175.0, st.CONFIRM)]
     assert [row.number for row in rp.ranked(rows, "samples_per_sec")] == [5, 4, 3, 0]
     assert [row.number for row in rp.unconfirmed(rows, "samples_per_sec")] == [3, 0]
+    # an unconfirmed 190 after the confirmations: the confirmed best still comes first
+    rows.append(_row(6, 32, 190.0))
+    assert [row.number for row in rp.ranked(rows, "samples_per_sec")] == [5, 6, 4, 3, 0]
     best = rp.best_config(rows, "samples_per_sec", "s")
     assert best is not None and best["trial"] == 5 and best["knobs"] == {"batch_size": 64}

@@ -98,12 +98,16 @@ def _state_reason(trial: FrozenTrial) -> str:
 
 def ranked(all_rows: list[Row], objective: str) -> list[Row]:
     """Feasible measured trials, best first (the baseline included, as the reference). Once
-    a study has confirming trials, they come first, ranked by their own measurement, and the
-    first measurements of the configs they confirm are left out: the best is reported from
-    confirmed measurements only."""
+    a study has confirming trials, the best of them comes first, whatever a single unconfirmed
+    measurement says (the best is reported from confirmed measurements only), and the first
+    measurements of the configs they confirm are left out."""
+    def value(row: Row) -> float:
+        return row.metrics.get(objective, 0.0)
+
     confirming = sorted((row for row in _measured(all_rows) if row.role == st.CONFIRM),
-                        key=lambda row: row.metrics.get(objective, 0.0), reverse=True)
-    return confirming + unconfirmed(all_rows, objective)
+                        key=value, reverse=True)
+    rest = sorted(confirming[1:] + unconfirmed(all_rows, objective), key=value, reverse=True)
+    return confirming[:1] + rest
 
 
 def unconfirmed(all_rows: list[Row], objective: str) -> list[Row]:
