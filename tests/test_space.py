@@ -52,9 +52,15 @@ def test_numerics_key_ignores_speed_only_knobs() -> None:
 
 
 def test_integer_range_and_override() -> None:
-    text = MINIMAL.replace("batch_size: [16, 32]", "batch_size: {low: 8, high: 64, log: true}")
+    text = MINIMAL.replace("batch_size: [16, 32]", "batch_size: {low: 8, high: 64, log: true}\n"
+                           "  num_workers: {low: 0, high: 6, step: 2}")
     space = parse_space(text, overrides=["budget.trials=3", "workload.options.image_size=8"])
-    assert space.knobs["batch_size"].int_range.high == 64
+    assert space.knobs["num_workers"].int_range.high == 6
+    # a batch size's log range is searched at its powers of two
+    assert space.knobs["batch_size"].choices == (8, 16, 32, 64)
+    odd = parse_space(MINIMAL.replace("batch_size: [16, 32]",
+                                      "batch_size: {low: 12, high: 100, log: true}"))
+    assert odd.knobs["batch_size"].choices == (12, 16, 32, 64, 100)
     assert space.budget.trials == 3
     assert space.workload.options == {"image_size": 8}
 

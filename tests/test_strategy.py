@@ -53,8 +53,9 @@ def test_sweep_values_of_ranges_and_choices() -> None:
                                        "{low: 1, high: 100}")).knobs["batch_size"]
     values = sweep_values(linear)
     assert values[0] == 1 and values[-1] == 100 and len(values) == 6
-    wide = parse_space(SPACE.replace("high: 256", "high: 65536")).knobs["batch_size"]
-    assert len(sweep_values(wide)) == 6 and sweep_values(wide)[-1] == 65536
+    workers = parse_space(SPACE.replace(
+        "knobs:\n", "knobs:\n  num_workers: {low: 0, high: 64}\n")).knobs["num_workers"]
+    assert len(sweep_values(workers)) == 6 and sweep_values(workers)[::5] == [0, 64]
 
 
 def _searched(space: Any, config: dict[str, Any]) -> dict[str, Any]:

@@ -218,6 +218,17 @@ class Space:
         return active_values({**self.baseline, **sampled})
 
 
+def powers_of_two(low: int, high: int) -> tuple[int, ...]:
+    """The ends of a range and the powers of two between: a batch size's log range."""
+    values = {low, high}
+    power = 1
+    while power < high:
+        if power > low:
+            values.add(power)
+        power *= 2
+    return tuple(sorted(values))
+
+
 def _devices(knobs: dict[str, KnobSpace], baseline: dict[str, Any]) -> tuple[str, ...]:
     knob = knobs.get("device")
     if knob is not None and knob.choices is not None:
@@ -514,6 +525,8 @@ class _Reader:
             raise self.fail(f"{field_path}.step", "a log range takes no step")
         if log and low < 1:
             raise self.fail(f"{field_path}.low", "a log range needs low >= 1")
+        if log and knob.log_range_in_powers_of_two:
+            return KnobSpace(name=name, choices=powers_of_two(low, high))
         return KnobSpace(name=name, int_range=IntRange(low, high, step, log))
 
     def baseline(self, raw: Any, knobs: dict[str, KnobSpace]) -> dict[str, Any]:

@@ -117,6 +117,8 @@ class Knob:
     default: ClassVar[Any]
     allowed: ClassVar[tuple[Any, ...] | None] = None  # fixed vocabulary, if any
     integer: ClassVar[bool] = False  # may be searched as an integer range
+    # a log range of it is searched at its powers of two (and its ends), not at every integer
+    log_range_in_powers_of_two: ClassVar[bool] = False
     changes_numerics: ClassVar[bool] = False  # the accuracy guard must check its choices
     inference_only: ClassVar[bool] = False  # a non-default choice needs an inference workload
 

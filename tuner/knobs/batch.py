@@ -13,6 +13,7 @@ class BatchSize(Knob):
     default = 32
     integer = True
     min_value = 1
+    log_range_in_powers_of_two = True  # 16, 32, 64, ...: what fits kernels and memory
 
     def apply(self, value: Any, setup: RunSetup) -> None:
         setup.batch_size = int(value)
