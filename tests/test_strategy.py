@@ -177,3 +177,12 @@ def test_confirmed_measurements_rank_first_and_replace_the_first_ones() -> None:
     assert [row.number for row in rp.ranked(rows, "samples_per_sec")] == [5, 6, 4, 3, 0]
     best = rp.best_config(rows, "samples_per_sec", "s")
     assert best is not None and best["trial"] == 5 and best["knobs"] == {"batch_size": 64}
+
+
+def test_constant_liar_only_when_trials_run_side_by_side() -> None:
+    """A running trial counts as a poor result while trials run at once, so TPE does not
+    propose its neighbour for the next free slot."""
+    one = parse_space(SPACE)
+    two = parse_space(SPACE + "trial: {max_concurrent: 2}")
+    assert getattr(st.make_sampler(one), "_constant_liar", None) is False
+    assert getattr(st.make_sampler(two), "_constant_liar", None) is True
