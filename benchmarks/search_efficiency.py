@@ -148,12 +148,14 @@ def measure_grid(space: Any, cache: Path) -> list[dict[str, Any]]:
     return done
 
 
-METHODS = {  # name: (sampler.name, sampler.start, sampler.priors, prune, confirmations)
-    "random": ("random", "sampler", False, False, 0),
-    "tpe from the start (before)": ("tpe", "sampler", False, False, 0),
-    "sweep, then tpe": ("tpe", "sweep", True, False, 0),
-    "sweep + screening": ("tpe", "sweep", True, True, 0),
-    "sweep + screening + confirm 2": ("tpe", "sweep", True, True, 2),
+METHODS = {  # name: (sampler.name, start, priors, prune, confirmations, reused not counted)
+    "random": ("random", "sampler", False, False, 0, False),
+    "tpe from the start (before)": ("tpe", "sampler", False, False, 0, False),
+    "tpe, re-proposals not counted": ("tpe", "sampler", False, False, 0, True),
+    "sweep, then tpe": ("tpe", "sweep", True, False, 0, False),
+    "sweep + screening": ("tpe", "sweep", True, True, 0, False),
+    "sweep + screening + confirm 2": ("tpe", "sweep", True, True, 2, False),
+    "... + re-proposals not counted": ("tpe", "sweep", True, True, 2, True),
 }
 BY_MEAN = False  # pick among confirmed configs by the confirming measurement alone
 SCREEN_S = 1.0  # a pruned trial stops after this much timed time ...
@@ -240,11 +242,12 @@ def replay(space: Any, configs: dict[str, Config], method: str, seed: int, budge
     from tuner import study as st
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    name, start, use_priors, prune, confirmations = METHODS[method]
+    name, start, use_priors, prune, confirmations, reuse = METHODS[method]
     sampled_space = dataclasses.replace(space, sampler=dataclasses.replace(
         space.sampler, name=name, seed=seed, start=start, priors=use_priors))
     rng = random.Random(seed)
     told: dict[str, float] = {}  # config -> its (first) measurement, complete trials only
+    measured: dict[str, float] = {}  # what a proposal of the same config again is told
     curve: list[tuple[float, float]] = []
     wall = 0.0
 
@@ -257,7 +260,8 @@ def replay(space: Any, configs: dict[str, Config], method: str, seed: int, budge
         study = optuna.create_study(direction="maximize",
                                     sampler=st.make_sampler(sampled_space))
         st.enqueue_baseline(study, sampled_space)
-        for number in range(budget - confirmations):
+        number = reused_in_a_row = 0
+        while number < budget - confirmations and reused_in_a_row < 10:
             if number == 1 and use_priors:  # as the search does once the baseline is in
                 st.enqueue_first(study, sampled_space,
                                  priors.prior_configs(sampled_space, host_info()), "priors")
@@ -265,6 +269,16 @@ def replay(space: Any, configs: dict[str, Config], method: str, seed: int, budge
             trial = study.ask()
             key = json.dumps(st.suggest(trial, sampled_space), sort_keys=True)
             config = configs[key]
+            if key in measured:  # as the search does: the result reused, nothing measured
+                study.tell(trial, measured[key])
+                if reuse:  # not counted against the budget (before: it took a trial)
+                    reused_in_a_row += 1
+                else:
+                    number += 1
+                    curve.append((wall, picked()))
+                continue
+            reused_in_a_row = 0
+            number += 1
             value = config.measure(rng, run_to_run_cv)
             trial.set_user_attr(st.METRICS, {"noisy": float(config.noisy)})
             best = max(told.values(), default=0.0)
@@ -275,6 +289,7 @@ def replay(space: Any, configs: dict[str, Config], method: str, seed: int, budge
             else:
                 study.tell(trial, value)
                 told.setdefault(key, value)
+                measured.setdefault(key, value)
                 wall += config.wall_s
             curve.append((wall, picked()))
         top = sorted((k for k in told if not configs[k].noisy), key=told.__getitem__,

@@ -29,6 +29,7 @@ from tuner.stores import Locations, ensure_local_folders, preflight
 from tuner.strategy import SWEEP
 from tuner.trial import OOM, PRUNED, UNSUPPORTED, TrialConfig, TrialResult
 
+MAX_REUSED_IN_A_ROW = 10  # proposals of measured configs in a row before the space counts as spent
 FIRST_DONE = "first_enqueued"  # study attr: the configs given to this search were queued
 PRIORS_DONE = "priors_enqueued"  # study attr: the hardware's known-good configs were queued
 WAIT_SLICE_S = 10.0
@@ -86,6 +87,7 @@ class Search:
         self.out = out
         self.running: dict[int, _Running] = {}
         self.launched = 0
+        self.reused_in_a_row = 0  # configs proposed again: reused, not counted
         self.unlogged: set[int] = set()  # finished trials MLflow has not heard of yet
         self.mlflow_down_since: float | None = None
         self.last_mlflow_failure = 0.0
@@ -272,16 +274,24 @@ class Search:
 
     def _budget_used(self) -> int:
         """Trials that count against the budget: finished for a reason of their own (not
-        interrupted by a stopped search, those are re-queued) or running, in any search."""
+        interrupted by a stopped search, those are re-queued; not a config proposed again,
+        whose result was reused without measuring) or running, in any search."""
         counted = 0
         for trial in self.study.get_trials(deepcopy=False):
             if trial.state == TrialState.RUNNING or (
-                    trial.state.is_finished() and not rc.is_interrupted(trial)):
+                    trial.state.is_finished() and not rc.is_interrupted(trial)
+                    and st.DUPLICATE_OF not in trial.user_attrs):
                 counted += 1
         return counted
 
     def _may_launch(self) -> bool:
         if self.launched >= self.to_run or self._budget_used() >= self.trials_budget:
+            return False
+        if self.reused_in_a_row >= MAX_REUSED_IN_A_ROW:
+            if not getattr(self, "_said_exhausted", False):
+                self.out(f"the sampler proposed {self.reused_in_a_row} measured configs in a row: "
+                         "the space looks exhausted; no new trials")
+                self._said_exhausted = True
             return False
         if time.monotonic() - self.started >= self.timeout_s:
             if not getattr(self, "_said_timeout", False):
@@ -322,8 +332,11 @@ class Search:
         duplicate = (None if role == st.CONFIRM
                      else st.same_config_trial(self.study, knobs, trial.number))
         if duplicate is not None:
+            self.launched -= 1  # nothing measured: the budget is for measurements
+            self.reused_in_a_row += 1
             self._reuse(trial, duplicate)
             return role
+        self.reused_in_a_row = 0
         known = st.known_unsupported(self.study, knobs)
         if known is not None:
             self._skip(trial, role, UNSUPPORTED, known)
@@ -386,7 +399,8 @@ class Search:
                                                             "tuner.duplicate_of": str(earlier.number)})
         self._close(trial.number, values=earlier.values)
         self.out(f"{self._progress()} trial {trial.number} has the config of trial "
-                 f"{earlier.number}: result reused, nothing re-measured")
+                 f"{earlier.number}: result reused, nothing re-measured (not counted against "
+                 "the budget)")
 
     def _skip(self, trial: Any, role: str, status: str, reason: str) -> None:
         """A config known not to run (a choice found unsupported, a batch size known to run out
