@@ -142,3 +142,28 @@ def test_shipped_cpu_train_space_runs_in_quick_mode(ray_local, workdir: Path, ca
     trials = _study(workdir, "cpu_train").get_trials()
     assert len(trials) == 2
     assert trials[0].user_attrs[st.KNOBS]["batch_size"] == 128  # the published baseline
+
+
+def test_a_config_proposed_again_is_reused_and_not_counted(ray_local, workdir: Path,
+                                                             capsys) -> None:
+    """The budget is for measurements: a re-proposed config costs no trial of it; when the
+    sampler only proposes measured configs, the space is spent and the search stops."""
+    space = workdir.parent / "two.yaml"
+    space.write_text("""
+study: two
+workload: {name: tiny_cnn, options: {image_size: 8}}
+knobs: {batch_size: [8, 16]}
+baseline: {batch_size: 8}
+budget: {trials: 4}
+measure: {warmup_steps: 1, timed_steps: 2, min_timed_steps: 2}
+guard: {steps: 1, batch_size: 8}
+sampler: {name: random, seed: 0, start: sampler}
+""", encoding="utf-8")
+    assert main(["search", "--space", str(space)]) == 0
+    out = capsys.readouterr().out
+    trials = _study(workdir, "two").get_trials()
+    measured = [t for t in trials if st.DUPLICATE_OF not in t.user_attrs]
+    reused = [t for t in trials if st.DUPLICATE_OF in t.user_attrs]
+    assert len(measured) == 2  # both configs, each once
+    assert len(reused) == 10 and "not counted against the budget" in out
+    assert "the space looks exhausted; no new trials" in out
