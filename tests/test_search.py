@@ -78,15 +78,19 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys) -> Non
     # the study resumes, and `tuner best` rebuilds the table from storage alone
     assert main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "4"]) == 0
     assert "nothing to run" in capsys.readouterr().out
-    # measured by time with screening: a config far slower than the best stops at its window
+    # measured by time with screening: a config far slower than the best (batch 16 with a
+    # loader worker: a third of the best here) stops at its window
+    _study(workdir, "quick_train").enqueue_trial({"batch_size": 16, "num_workers": 1})
     assert main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "7",
                  "--set", "measure.timed_steps=5000", "--set", "measure.max_timed_s=1.5",
-                 "--set", "measure.screen_s=0.3", "--set", "measure.prune_below=1",
+                 "--set", "measure.screen_s=0.3", "--set", "measure.prune_below=0.9",
                  "--set", "budget.confirm=1"]) == 0
     out = capsys.readouterr().out
     trials = _study(workdir, "quick_train").get_trials()
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
-    assert pruned, out
+    slow = next(t for t in trials if t.params["batch_size"] == 16
+                and t.params["num_workers"] == 1)
+    assert slow in pruned, out
     for trial in pruned:
         assert trial.user_attrs[st.STATUS] == "pruned"
         assert "below the search's cut" in trial.user_attrs[st.REASON]
