@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.space import KnobSpace, Space
+from tuner.space import KnobSpace, Space, powers_of_two
 
 SWEEP = "sweep"  # the trial role of a sweep config
 MAX_RANGE_VALUES = 6  # an integer range is swept at this many values at most
@@ -47,12 +47,7 @@ def sweep_values(knob: KnobSpace) -> list[Any]:
     r = knob.int_range
     assert r is not None
     if r.log:
-        values, power = [r.low], 1
-        while power < r.high:
-            if power > r.low:
-                values.append(power)
-            power *= 2
-        values.append(r.high)
+        values = list(powers_of_two(r.low, r.high))
     else:
         count = min(MAX_RANGE_VALUES, r.size())
         values = [r.low + round(i * (r.high - r.low) / max(1, count - 1) / r.step) * r.step
