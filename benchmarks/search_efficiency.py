@@ -141,7 +141,7 @@ def measure_grid(space: Any, cache: Path) -> list[dict[str, Any]]:
                  "step_times_s": result["step_times_s"], "wall_s": result["info"]["wall_s"]}
         done.append(entry)
         cache.write_text(json.dumps(done))
-        searched = {name: knobs[name] for name in space.knobs if name in knobs}
+        searched = space.searched(knobs)
         print(f"  grid {len(done)}/{len(configs)}: {result['status']} "
               f"{result['metrics'].get('samples_per_sec', 0):.0f} samples/s, "
               f"{entry['wall_s']:.1f} s  {searched}", flush=True)
@@ -213,10 +213,6 @@ def configs_of(entries: list[dict[str, Any]], again: dict[str, list[float]],
             screen_ratio=screened / value if ok and value else 1.0, ok=ok,
             noisy=bool(entry["metrics"].get("noisy")))
     return configs
-
-
-def searched_of(space: Any, knobs: dict[str, Any]) -> dict[str, Any]:
-    return {name: knobs[name] for name in space.knobs if name in knobs}
 
 
 def host_info() -> dict[str, Any]:
@@ -427,7 +423,7 @@ def main() -> int:
     single = max((e for e in ok if not e["metrics"].get("noisy")),
                  key=lambda e: e["metrics"]["samples_per_sec"])
     print(f"grid's best single measurement: {single['metrics']['samples_per_sec']:.0f} samples/s, "
-          f"{searched_of(space, single['knobs'])}")
+          f"{space.searched(single['knobs'])}")
 
     print(f"\nrun to run: the grid's top {args.top} configs measured {args.repeats} more times")
     again = run_to_run(space, entries, args.top, args.repeats,
@@ -437,7 +433,7 @@ def main() -> int:
         print(f"  {' '.join(f'{v:>7.0f}' for v in values)}  mean "
               f"{statistics.fmean(values):>7.0f}  cv "
               f"{statistics.stdev(values) / statistics.fmean(values):.3f}  "
-              f"{searched_of(space, json.loads(key))}")
+              f"{space.searched(json.loads(key))}")
     run_to_run_cv = statistics.fmean(spreads)
     configs = configs_of(entries, again, space.measure.max_timed_s)
     ranked = sorted((c for c in configs.values() if c.ok and not c.noisy),
@@ -446,7 +442,7 @@ def main() -> int:
     within = sum(c.truth >= 0.97 * grid_best for c in ranked)
     print(f"  run-to-run cv (mean over those configs): {run_to_run_cv:.3f}")
     print(f"reference (the best mean): {grid_best:.0f} samples/s, "
-          f"{searched_of(space, ranked[0].knobs)}; {within} config(s) within 97% of it")
+          f"{space.searched(ranked[0].knobs)}; {within} config(s) within 97% of it")
 
     checkpoints = [n for n in (1, 5, 8, 10, 16, 20) if n <= args.budget]
     twenty_percent = max(1, round(0.2 * len(entries)))

@@ -172,7 +172,7 @@ class Nightly(Search):
         picked: list[tuple[dict[str, Any], str]] = []
         seen: list[dict[str, Any]] = []
         for rank, row in enumerate(rp.ranked(self.last_rows, self.space.objective)):
-            config = {name: value for name, value in row.knobs.items() if name in self.space.knobs}
+            config = self.space.searched(row.knobs)
             if not all(self.space.knobs[name].contains(value) for name, value in config.items()):
                 continue
             if config in seen:

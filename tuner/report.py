@@ -14,6 +14,7 @@ from optuna import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner import study as st
+from tuner.strategy import config_key
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,8 @@ def ranked(all_rows: list[Row], objective: str) -> list[Row]:
 def unconfirmed(all_rows: list[Row], objective: str) -> list[Row]:
     """Ranked trials of configs no confirming trial has measured again, best first."""
     measured = _measured(all_rows)
-    confirmed = {_config_key(row.knobs) for row in measured if row.role == st.CONFIRM}
-    rest = [row for row in measured if _config_key(row.knobs) not in confirmed]
+    confirmed = {config_key(row.knobs) for row in measured if row.role == st.CONFIRM}
+    rest = [row for row in measured if config_key(row.knobs) not in confirmed]
     return sorted(rest, key=lambda row: row.metrics.get(objective, 0.0), reverse=True)
 
 
@@ -122,9 +123,6 @@ def _measured(all_rows: list[Row]) -> list[Row]:
     return [row for row in all_rows
             if row.feasible and row.duplicate_of is None and not row.noisy]
 
-
-def _config_key(knobs: dict[str, Any]) -> str:
-    return repr(sorted(knobs.items(), key=lambda item: item[0]))
 
 
 def pareto_front(all_rows: list[Row], objectives: tuple[str, ...]) -> list[Row]:

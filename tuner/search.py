@@ -245,9 +245,8 @@ class Search:
             return
         best = rp.unconfirmed(rp.rows(self.study), self.space.objective)[:count]
         for row in best:
-            params = {name: value for name, value in row.knobs.items() if name in self.space.knobs}
-            self.study.enqueue_trial(params, user_attrs={st.ROLE: st.CONFIRM,
-                                                         st.CONFIRMS: row.number})
+            self.study.enqueue_trial(self.space.searched(row.knobs),
+                                     user_attrs={st.ROLE: st.CONFIRM, st.CONFIRMS: row.number})
         self.study.set_user_attr(st.CONFIRM_DONE, self.trials_budget)  # a larger budget: again
         if best:
             self.out(f"confirming the best {len(best)} config(s), a fresh measurement each "

@@ -217,6 +217,10 @@ class Space:
         """Knob values of a trial: the baseline, overridden by what was sampled, active only."""
         return active_values({**self.baseline, **sampled})
 
+    def searched(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of a config this space searches: a trial's Optuna params."""
+        return {name: value for name, value in config.items() if name in self.knobs}
+
 
 def powers_of_two(low: int, high: int) -> tuple[int, ...]:
     """The ends of a range and the powers of two between: a batch size's log range."""

@@ -59,7 +59,8 @@ def sweep_values(knob: KnobSpace) -> list[Any]:
     return unique
 
 
-def _key(knobs: dict[str, Any]) -> str:
+def config_key(knobs: dict[str, Any]) -> str:
+    """A config as a hashable key, the same for equal configs whatever their key order."""
     return json.dumps(knobs, sort_keys=True, default=str)
 
 
@@ -71,12 +72,12 @@ def next_sweep_configs(space: Space, measured: Iterable[Measured],
     results: dict[str, float | None] = {}
     start: list[Measured] = []
     for trial in measured:
-        key = _key(trial.knobs)
+        key = config_key(trial.knobs)
         if results.get(key) is None:  # a config measured twice: its feasible result counts
             results[key] = trial.value
         if trial.role not in (SWEEP, "candidate"):
             start.append(trial)  # baseline, priors, try_first, last night's champion
-    waiting = {_key(config) for config in pending}
+    waiting = {config_key(config) for config in pending}
     incumbent = _best(start, space.full_config({}), results)
     for _ in range(MAX_PASSES):
         moved = False
@@ -85,16 +86,17 @@ def next_sweep_configs(space: Space, measured: Iterable[Measured],
                 continue  # not active for the incumbent (compile_mode without compile)
             neighbours = [space.full_config({**incumbent, name: value})
                           for value in sweep_values(knob) if value != incumbent.get(name)]
-            neighbours = [config for config in neighbours if _key(config) != _key(incumbent)]
+            here = config_key(incumbent)
+            neighbours = [config for config in neighbours if config_key(config) != here]
             untried = [config for config in neighbours
-                       if _key(config) not in results and _key(config) not in waiting]
+                       if config_key(config) not in results and config_key(config) not in waiting]
             if untried:
                 return untried
-            if any(_key(config) in waiting for config in neighbours):
+            if any(config_key(config) in waiting for config in neighbours):
                 return []
-            best = _best([Measured(config, results.get(_key(config)))
+            best = _best([Measured(config, results.get(config_key(config)))
                           for config in neighbours], incumbent, results)
-            moved = moved or _key(best) != _key(incumbent)
+            moved = moved or config_key(best) != here
             incumbent = best
         if not moved:
             return None  # a whole pass changed nothing: settled
@@ -105,9 +107,9 @@ def _best(candidates: Iterable[Measured], incumbent: dict[str, Any],
           results: dict[str, float | None]) -> dict[str, Any]:
     """The best feasible config among the incumbent and the candidates; the incumbent keeps
     its place on a tie."""
-    best, best_value = incumbent, results.get(_key(incumbent))
+    best, best_value = incumbent, results.get(config_key(incumbent))
     for candidate in candidates:
-        value = results.get(_key(candidate.knobs), candidate.value)
+        value = results.get(config_key(candidate.knobs), candidate.value)
         if value is not None and (best_value is None or value > best_value):
             best, best_value = candidate.knobs, value
     return best

@@ -115,9 +115,7 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
 
 
 def enqueue_baseline(study: optuna.Study, space: Space) -> None:
-    params = {name: value for name, value in space.full_config({}).items()
-              if name in space.knobs}
-    study.enqueue_trial(params, user_attrs={ROLE: BASELINE})
+    study.enqueue_trial(space.searched(space.full_config({})), user_attrs={ROLE: BASELINE})
 
 
 def enqueue_first(study: optuna.Study, space: Space, configs: list[tuple[dict[str, Any], str]],
@@ -132,9 +130,8 @@ def enqueue_first(study: optuna.Study, space: Space, configs: list[tuple[dict[st
 
     before = waiting()
     for config, role in configs:
-        params = {name: value for name, value in space.full_config(config).items()
-                  if name in space.knobs}
-        study.enqueue_trial(params, user_attrs={ROLE: role}, skip_if_exists=True)
+        study.enqueue_trial(space.searched(space.full_config(config)), user_attrs={ROLE: role},
+                            skip_if_exists=True)
     study.set_user_attr(done_attr, True)
     return waiting() - before  # a config already queued or measured is not queued twice
 
@@ -155,8 +152,7 @@ def enqueue_sweep(study: optuna.Study, space: Space) -> int:
         return 0
     configs = (next_sweep_configs(space, *_sweep_history(study, space)) or [])[:1]
     for config in configs:
-        params = {name: value for name, value in config.items() if name in space.knobs}
-        study.enqueue_trial(params, user_attrs={ROLE: SWEEP}, skip_if_exists=True)
+        study.enqueue_trial(space.searched(config), user_attrs={ROLE: SWEEP}, skip_if_exists=True)
     return len(configs)
 
 
