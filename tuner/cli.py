@@ -46,10 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="stop starting trials after S seconds (default: budget.timeout_s)")
     search.add_argument("--study", help="study name (default: the space's study)")
     _add_locations(search)
-    search.add_argument("--tracking-uri", help="MLflow tracking URI "
-                        "(default: sqlite:///WORKDIR/mlflow.db)")
-    search.add_argument("--ray-address", help="existing Ray cluster, e.g. auto or HOST:6379 "
-                        "(default: start a local Ray)")
+    _add_cluster(search)
     search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the space, e.g. --set budget.trials=4")
 
@@ -64,9 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     nightly.add_argument("--timeout", type=_positive_float, metavar="S",
                          help="stop starting trials after S seconds (default: budget.timeout_s)")
     _add_locations(nightly)
-    nightly.add_argument("--tracking-uri", help="MLflow tracking URI "
-                         "(default: sqlite:///WORKDIR/mlflow.db)")
-    nightly.add_argument("--ray-address", help="existing Ray cluster (default: a local Ray)")
+    _add_cluster(nightly)
     nightly.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override a field of the space")
 
@@ -88,6 +83,26 @@ def _add_locations(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TUNER_WORKDIR",
                                                                              "tuner-runs")),
                         help="folder for the default stores and best configs (default: tuner-runs)")
+
+
+def _add_cluster(parser: argparse.ArgumentParser) -> None:
+    """Where trials run and where they are recorded: the flags of a team's cluster."""
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI, e.g. http://HOST:5000 "
+                        "(default: sqlite:///WORKDIR/mlflow.db)")
+    parser.add_argument("--ray-address", help="existing Ray cluster, e.g. HOST:6379 or auto "
+                        "(default: start a local Ray)")
+    parser.add_argument("--runtime-env", metavar="FILE|JSON", help="Ray runtime_env for the "
+                        "trials (YAML/JSON file or inline JSON): how worker nodes get code they "
+                        "lack, e.g. '{\"working_dir\": \"examples\"}' (see docs/cluster.md)")
+
+
+def _review(tracking_uri: str, experiment: str) -> str:
+    """Where to look at the search's MLflow records."""
+    from tuner.stores import redact
+
+    if tracking_uri.startswith(("http:", "https:")):
+        return f"review: open {redact(tracking_uri)} (experiment {experiment})"
+    return f"review: mlflow ui --backend-store-uri {redact(tracking_uri)} (experiment {experiment})"
 
 
 def _positive_int(text: str) -> int:
@@ -126,13 +141,15 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
     from tuner.space import load_space
 
     space = load_space(args.space, args.set)
+    from tuner.cluster import load_runtime_env
     from tuner.nightly import Nightly, parse_date
     from tuner.stores import locations
 
+    runtime_env = load_runtime_env(args.runtime_env)
     date = parse_date(args.date)
     where = locations(space, args.workdir, args.storage, args.tracking_uri)
     night = Nightly(space, where, date, trials=args.trials, timeout_s=args.timeout,
-                    ray_address=args.ray_address)
+                    ray_address=args.ray_address, runtime_env=runtime_env)
     outcome = night.run()
     print()
     print(outcome.table)
@@ -142,7 +159,7 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
         print(line)
     if outcome.best_path is not None:
         print(f"best config tonight: {outcome.best_path}")
-    print(f"review: mlflow ui --backend-store-uri {where.tracking_uri} (experiment {space.study})")
+    print(_review(where.tracking_uri, space.study))
     if outcome.records_missing:
         print(f"tuner: error: {outcome.records_missing}", file=sys.stderr)
     if verdict.exit_code:  # the one line a scheduler's mail or a CI log shows
@@ -155,17 +172,20 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from tuner.space import load_space
 
     space = load_space(args.space, args.set)
+    from tuner.cluster import load_runtime_env
     from tuner.search import Search
     from tuner.stores import locations
 
+    runtime_env = load_runtime_env(args.runtime_env)
     where = locations(space, args.workdir, args.storage, args.tracking_uri)
     outcome = Search(space, where, study_name=args.study, trials=args.trials,
-                     timeout_s=args.timeout, ray_address=args.ray_address).run()
+                     timeout_s=args.timeout, ray_address=args.ray_address,
+                     runtime_env=runtime_env).run()
     print()
     print(outcome.table)
     if outcome.best_path is not None:
         print(f"best config: {outcome.best_path}")
-    print(f"review: mlflow ui --backend-store-uri {where.tracking_uri}")
+    print(_review(where.tracking_uri, args.study or space.study))
     if outcome.records_missing:
         print(f"tuner: error: {outcome.records_missing}", file=sys.stderr)
         return RecordsIncomplete.exit_code

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner import cores
-from tuner.errors import UserError
+from tuner import cluster, cores
 from tuner.knobs import REGISTRY
-from tuner.trial import CRASHED, FAILED, OOM, TIMEOUT, TrialConfig, TrialResult
+from tuner.trial import CRASHED, FAILED, LOST, OOM, TIMEOUT, TrialConfig, TrialResult
 
 # Variables that silently change a trial if inherited (Ray itself exports OMP_NUM_THREADS).
 INHERITED_VARS_REMOVED = (
@@ -252,19 +251,6 @@ def _gpu_ids() -> list[str]:
         return []
 
 
-def _check_reachable(address: str) -> None:
-    """Fail in seconds on a HOST:PORT nobody listens at (ray.init would retry for minutes)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or "://" in address or not port.isdigit():
-        return  # "auto", "ray://...": left to Ray
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as error:
-        raise UserError(f"--ray-address: nothing answers at {address} ({error.strerror or error}); "
-                        "start the head with `ray start --head`, or leave the flag out for a "
-                        "local Ray") from None
-
-
 def _absolute_pythonpath() -> None:
     entries = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if entries:
@@ -322,30 +308,43 @@ class Submitted:
 
 
 class RayExecutor:
-    """Local Ray by default (`ray.init()`), or an existing cluster with `address`."""
+    """Local Ray by default (`ray.init()`), or an existing cluster with `address`; `runtime_env`
+    (Ray's) is how the cluster's workers get code the driver has and they lack."""
 
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(self, address: str | None = None,
+                 runtime_env: dict[str, Any] | None = None) -> None:
         import ray
 
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             if address:
-                _check_reachable(address)
+                cluster.check_address(address)
             _absolute_pythonpath()  # local workers inherit it, from another working directory
             try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         logging_level="ERROR", configure_logging=True)
+                ray.init(address=address, runtime_env=runtime_env, include_dashboard=False,
+                         log_to_driver=False, logging_level="ERROR", configure_logging=True)
             except (ConnectionError, ValueError, RuntimeError) as error:
-                first = (str(error).strip().splitlines() or [""])[0][:200]
-                raise UserError(f"--ray-address: cannot connect to Ray at {address!r}: {first} "
-                                "(start one with `ray start --head`, or leave the flag out "
-                                "for a local Ray)") from None
+                raise cluster.connect_error(address, error) from None
         self._remote = ray.remote(run_trial_process)
-        self.cluster = ClusterShape.of([node["Resources"] for node in ray.nodes()
-                                        if node["Alive"]])
+        # The node under a trial died or left (a stopped machine, a preempted instance), or
+        # the supervisor process itself was killed: nothing the config did, so run it again.
+        self._lost_errors = (ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError,
+                             ray.exceptions.LocalRayletDiedError)
+        alive = [node for node in ray.nodes() if node["Alive"]]
+        self.nodes = cluster.check_nodes(ray, alive) if address else []
+        self.cluster = ClusterShape.of([node["Resources"] for node in alive])
+        self.node_count = len(alive)
         self.node_cpus = self.cluster.node_cpus
         self.cluster_gpus = self.cluster.gpus
+
+    def describe(self) -> str:
+        """The cluster in one line, for the search's opening lines."""
+        gpus = f", {self.cluster_gpus} GPU(s)" if self.cluster_gpus else ""
+        nodes = f"{self.node_count} node{'s' if self.node_count != 1 else ''}"
+        versions = sorted({node.tuner_version for node in self.nodes})
+        tuner = f"; tuner {', '.join(versions)} on every node" if versions else ""
+        return f"{nodes}, up to {self.node_cpus} CPUs per node{gpus}{tuner}"
 
     def unschedulable(self, knobs: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
         """(the choice, why) when no node of this Ray cluster could ever run the trial: Ray
@@ -356,7 +355,10 @@ class RayExecutor:
         cpus = self.cluster.cpus_for(config.knobs)
         gpus = gpus_for(config.knobs)
         config = dataclasses.replace(config, cpus=cpus, gpus=gpus)
-        ref = self._remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=0).remote(
+        # SPREAD: trials side by side go to different nodes where there are several, so they
+        # share no memory bandwidth or caches
+        ref = self._remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=0,
+                                   scheduling_strategy="SPREAD").remote(
             config.to_json(), config.time_limit_s)
         return Submitted(config=config, ref=ref, cpus=cpus, started=time.monotonic(), gpus=gpus)
 
@@ -380,7 +382,11 @@ class RayExecutor:
             result = TrialResult.from_dict(self._ray.get(item.ref))
         except Exception as error:  # noqa: BLE001 - a lost worker is a failed trial
             first = (str(error).strip().splitlines() or [""])[0][:300]
-            result = TrialResult(status=CRASHED, reason=f"Ray task failed: {type(error).__name__}: {first}")
+            lost = isinstance(error, self._lost_errors)
+            result = TrialResult(
+                status=LOST if lost else CRASHED,
+                reason=(f"its Ray node or worker was lost ({type(error).__name__}: {first})" if lost
+                        else f"Ray task failed: {type(error).__name__}: {first}"))
         result.info["cpus_requested"] = item.cpus
         result.info["gpus_requested"] = item.gpus
         return result

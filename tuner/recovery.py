@@ -23,6 +23,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner import study as st
+from tuner.trial import LOST
 
 INTERRUPTED = "interrupted"  # status of a trial whose search stopped while it ran
 MAX_RETRIES = 3  # a config whose trial keeps outliving its searches is given up after this
@@ -53,23 +54,28 @@ class RequeueInterrupted(RetryHeartbeatStaleTrialCallback):
 
 
 def is_interrupted(trial: FrozenTrial) -> bool:
-    """Failed because its search stopped, not because of its config: a FAIL the tuner did not
-    write itself (the stale-trial check), or one it wrote as interrupted."""
+    """Failed because its search stopped or its Ray node was lost, not because of its config:
+    a FAIL the tuner did not write itself (the stale-trial check), or one it wrote as
+    interrupted or lost. Such a trial is re-queued and does not count against the budget."""
     if trial.state != TrialState.FAIL:
         return False
-    return (st.recorded_status(trial) or INTERRUPTED) == INTERRUPTED
+    return (st.recorded_status(trial) or INTERRUPTED) in (INTERRUPTED, LOST)
 
 
 def retry_of(trial: FrozenTrial) -> int | None:
     return trial.system_attrs.get("failed_trial")  # what retried_trial_number reads
 
 
-def requeue(study: optuna.Study, trial_number: int) -> None:
-    """Re-queue a trial this search itself interrupted (SIGTERM), as the stale check would."""
+def requeue(study: optuna.Study, trial_number: int) -> bool:
+    """Re-queue a trial this search itself interrupted (SIGTERM) or lost with its node, as the
+    stale check would. False when its config has been re-run MAX_RETRIES times already."""
     frozen = study.get_trials(deepcopy=False)[trial_number]
+    if len(frozen.system_attrs.get("retry_history", [])) >= MAX_RETRIES:
+        return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         RequeueInterrupted(MAX_RETRIES)(study, frozen)
+    return True
 
 
 def fail_stale(study: optuna.Study) -> None:

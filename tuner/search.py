@@ -25,9 +25,9 @@ from tuner import study as st
 from tuner.errors import SearchAborted, UserError
 from tuner.knobs import numerics_key
 from tuner.space import Space
-from tuner.stores import Locations, ensure_local_folders, preflight
+from tuner.stores import Locations, ensure_local_folders, preflight, redact
 from tuner.strategy import SWEEP
-from tuner.trial import OOM, PRUNED, UNSUPPORTED, TrialConfig, TrialResult
+from tuner.trial import LOST, OOM, PRUNED, UNSUPPORTED, TrialConfig, TrialResult
 
 MAX_REUSED_IN_A_ROW = 10  # proposals of measured configs in a row before the space counts as spent
 FIRST_DONE = "first_enqueued"  # study attr: the configs given to this search were queued
@@ -71,6 +71,7 @@ class Search:
     def __init__(self, space: Space, where: Locations, study_name: str | None = None,
                  trials: int | None = None, timeout_s: float | None = None,
                  ray_address: str | None = None, out: Callable[[str], None] = print,
+                 runtime_env: dict[str, Any] | None = None,
                  experiment: str | None = None,
                  first: list[tuple[dict[str, Any], str]] | None = None,
                  start_tags: dict[str, str] | None = None) -> None:
@@ -84,6 +85,7 @@ class Search:
         self.trials_budget = trials or space.budget.trials
         self.timeout_s = timeout_s or space.budget.timeout_s
         self.ray_address = ray_address
+        self.runtime_env = runtime_env
         self.out = out
         self.running: dict[int, _Running] = {}
         self.launched = 0
@@ -105,7 +107,7 @@ class Search:
             lock = hostlock.acquire(self.study_name)  # before Ray: refused, nothing started
         try:
             # Ray first: a bad --ray-address must fail before any store is created.
-            self.executor = RayExecutor(self.ray_address)
+            self.executor = RayExecutor(self.ray_address, self.runtime_env)
             _interrupt_on_sigterm()  # after ray.init, which installs a SIGTERM handler of its own
             try:
                 return self._run_with_ray()
@@ -143,10 +145,9 @@ class Search:
         session = parent if isinstance(parent, str) else f"unlogged-{uuid.uuid4().hex}"
         self.heartbeats = rc.Heartbeats(self.study, session, self.space.trial.heartbeat_s)
         self.heartbeats.start()
-        gpus = f", {self.executor.cluster_gpus} GPU(s)" if self.executor.cluster_gpus else ""
-        self.out(f"ray: {self.executor.node_cpus} CPUs per node{gpus}; up to "
-                 f"{self.space.trial.max_concurrent} trial(s) at a time; "
-                 f"mlflow: {self.where.tracking_uri}; storage: {self.where.storage}")
+        self.out(f"ray: {self.executor.describe()}; up to {self.space.trial.max_concurrent} "
+                 f"trial(s) at a time; mlflow: {redact(self.where.tracking_uri)}; storage: "
+                 f"{redact(self.where.storage)}")
         self.out(f"objective: {' and '.join(self.space.objectives)}; prices: "
                  f"{self.space.cost.describe(self.space.devices())}")
         if "cuda" in self.space.devices() and not self.executor.cluster_gpus:
@@ -178,7 +179,7 @@ class Search:
             return st.open_study(self.space, self.storage, self.study_name)
         except (SQLAlchemyError, ImportError, OSError) as error:
             first = (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
-            raise UserError(f"--storage: cannot open the study storage {self.where.storage}: "
+            raise UserError(f"--storage: cannot open the study storage {redact(self.where.storage)}: "
                             f"{type(error).__name__}: {first[:200]}") from None
 
     def _connect_tracker(self) -> Any:
@@ -189,7 +190,7 @@ class Search:
                            self.study_name)
         except Exception as error:  # noqa: BLE001 - any failure here is a bad --tracking-uri
             first = (str(error).strip().splitlines() or [""])[0][:200]
-            raise UserError(f"--tracking-uri: cannot use MLflow at {self.where.tracking_uri}: "
+            raise UserError(f"--tracking-uri: cannot use MLflow at {redact(self.where.tracking_uri)}: "
                             f"{type(error).__name__}: {first} (start the server, or leave the "
                             "flag out for a local sqlite:///tuner-runs/mlflow.db)") from None
 
@@ -445,6 +446,16 @@ class Search:
         elif result.status == PRUNED:  # what the sampler sees of it: where it stood when cut
             running.trial.report(metrics["samples_per_sec"], int(metrics.get("timed_steps", 0)))
             self._close(trial_number, state=TrialState.PRUNED)
+        elif result.status == LOST:  # not the config's doing: run again where Ray has room
+            requeued = rc.requeue(self.study, trial_number)
+            what = ("re-queued: it runs again where the cluster has room" if requeued else
+                    f"not re-queued: its config was lost {rc.MAX_RETRIES + 1} times")
+            running.trial.set_user_attr(st.REASON, f"{result.reason}; {what}")
+            self._close(trial_number, state=TrialState.FAIL)
+            self.launched -= requeued  # its retry takes its place in this search's count
+            self.out(f"  trial {trial_number} lost: {result.reason}; {what}  "
+                     f"[{_duration(time.monotonic() - self.started)}]")
+            return
         else:
             # PRUNED, unlike FAIL, is seen by the sampler: it learns which choices and batch
             # sizes do not run
@@ -520,8 +531,9 @@ class Search:
             missing.append("this search's summary run")
         if missing:
             outcome.records_missing = (
-                f"MLflow at {self.where.tracking_uri} is unreachable: {' and '.join(missing)} "
-                f"missing there; the Optuna storage ({self.where.storage}) holds every trial. "
+                f"MLflow at {redact(self.where.tracking_uri)} is unreachable: "
+                f"{' and '.join(missing)} missing there; the Optuna storage "
+                f"({redact(self.where.storage)}) holds every trial. "
                 "Run the same command again when MLflow is back to log them")
 
     def _close_dead_searches(self) -> None:

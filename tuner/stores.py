@@ -7,6 +7,7 @@ with nothing written.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from tuner.errors import UserError
 from tuner.space import Space
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+SECRET_QUERY_KEYS = ("password", "passwd", "secret", "token", "key")
 CONNECT_TIMEOUT_S = 10
 
 
@@ -45,6 +47,25 @@ def locations(space: Space, workdir: Path, storage: str | None = None,
                      best_folder=workdir / "best", workdir=workdir)
 
 
+def redact(url: str) -> str:
+    """The URL fit to print, log or record in MLflow: a password in it (user:PASSWORD@host) and
+    query values that look secret (?password=, ?token=) replaced by ***."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    query = "&".join(
+        f"{key}=***" if any(word in key.lower() for word in SECRET_QUERY_KEYS) else f"{key}={value}"
+        for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
 def check_storage_url(url: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -52,14 +73,14 @@ def check_storage_url(url: str) -> None:
     try:
         make_url(url)
     except ArgumentError:
-        raise UserError(f"--storage: {url!r} is not a database URL; use e.g. "
+        raise UserError(f"--storage: {redact(url)!r} is not a database URL; use e.g. "
                         "sqlite:///tuner.db or postgresql://user@host/db") from None
 
 
 def check_tracking_uri(uri: str) -> None:
     schemes = ("sqlite:", "file:", "http:", "https:", "postgresql", "mysql", "databricks")
     if "://" in uri and not uri.startswith(schemes):
-        raise UserError(f"--tracking-uri: unsupported scheme in {uri!r}; use sqlite:///mlflow.db, "
+        raise UserError(f"--tracking-uri: unsupported scheme in {redact(uri)!r}; use sqlite:///mlflow.db, "
                         "http://host:5000, file:/path or a local folder")
 
 
@@ -122,11 +143,13 @@ def preflight_database(url: str, flag: str) -> None:
             ("postgres", "mysql")) else {}
         engine = sqlalchemy.create_engine(url, connect_args=connect_args)
     except (NoSuchModuleError, ImportError) as error:
-        hint = {"postgresql": "pip install psycopg2-binary", "mysql": "pip install pymysql"}.get(
-            dialect.split("+")[0], "install the database driver for it")
+        hint = {"postgresql": "pip install 'tuner[cluster]' (psycopg 3), or name the driver you "
+                              "have: postgresql+psycopg2://...",
+                "mysql": "pip install pymysql"}.get(dialect.split("+")[0],
+                                                   "install the database driver for it")
         raise UserError(f"{flag}: no database driver for {dialect!r} ({error}); {hint}") from None
     except ArgumentError as error:
-        raise UserError(f"{flag}: {url!r} is not a database URL: {error}") from None
+        raise UserError(f"{flag}: {redact(url)!r} is not a database URL: {error}") from None
     try:
         with engine.connect():
             pass

@@ -18,7 +18,8 @@ TIMEOUT = "timeout"        # passed its time limit and was killed
 CRASHED = "crashed"        # the process died without a result (signal, abort)
 UNSUPPORTED = "unsupported"  # asked for a choice this worker cannot honour; skipped cheaply
 PRUNED = "pruned"          # clearly slower than the best so far at screening: stopped early
-STATUSES = (OK, FAILED, OOM, TIMEOUT, CRASHED, UNSUPPORTED, PRUNED)
+LOST = "lost"              # its Ray node or worker died under it: not the config's fault, re-run
+STATUSES = (OK, FAILED, OOM, TIMEOUT, CRASHED, UNSUPPORTED, PRUNED, LOST)
 
 
 @dataclass(frozen=True)
