@@ -5,12 +5,9 @@ is missing; the Optuna storage stays the record of truth."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import pytest
 from conftest import TESTS
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from services import MlflowServer
 
 from tuner.hostlock import creating_sqlite
 
@@ -35,45 +33,9 @@ sampler: {name: random, seed: 5}
 """
 
 
-class Server:
-    """`mlflow server` with a SQLite backend, on a fixed loopback port across restarts."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
-             str(self.port), "--workers", "1", "--backend-store-uri",
-             f"sqlite:///{self.folder / 'server.db'}", "--artifacts-destination",
-             str(self.folder / "server-artifacts")],
-            cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise AssertionError("mlflow server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-            self.process = None
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path)
+def server(tmp_path: Path) -> Iterator[MlflowServer]:
+    running = MlflowServer(tmp_path)
     running.start()
     yield running
     running.stop()
@@ -102,7 +64,7 @@ def _wait_completed(storage: str, count: int, search: subprocess.Popen[str]) -> 
     raise AssertionError(f"never reached {count} completed trials")
 
 
-def test_search_survives_mlflow_outages(server: Server, tmp_path: Path) -> None:
+def test_search_survives_mlflow_outages(server: MlflowServer, tmp_path: Path) -> None:
     (tmp_path / "space.yaml").write_text(SPACE, encoding="utf-8")
     storage = f"sqlite:///{tmp_path / 'tuner-runs' / 'optuna.db'}"
 

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import SPACES
 from mlflow.tracking import MlflowClient
+from services import MlflowServer
 
 from tuner.cli import main
 
@@ -33,39 +29,15 @@ pytestmark = pytest.mark.skipif(
            "chromium-driver; .ci/run installs them)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(workdir: Path) -> Iterator[str]:
     """`mlflow server` over the search's SQLite store, on loopback only."""
-    port = _free_port()
-    log = open(workdir.parent / "mlflow-server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-         f"sqlite:///{workdir / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = MlflowServer(workdir.parent, backend_store_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    server.start()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("mlflow server did not start: "
-                                       + (workdir.parent / "mlflow-server.log").read_text()[-800:])
-                time.sleep(1)
-        yield url
+        yield server.url
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import resource
 import signal
 import socket
@@ -257,6 +258,16 @@ def _absolute_pythonpath() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in entries)
 
 
+def lost_reason(error: Exception) -> str:
+    """One short line for a trial lost with its node or worker: which node, from Ray's message."""
+    text = " ".join(str(error).split())
+    node = re.search(r"Node IP: ([^,\s]+), node ID: ([0-9a-f]+)", text)
+    if node:
+        return (f"its Ray node {node.group(1)} ({node.group(2)[:12]}) died or left the cluster "
+                f"({type(error).__name__})")
+    return f"its Ray worker or node was lost ({type(error).__name__}: {text[:160]})"
+
+
 def gpus_for(knobs: dict[str, Any]) -> int:
     """The trial's GPU request (one for a CUDA trial)."""
     return max((REGISTRY[name].gpus(value) for name, value in knobs.items()), default=0)
@@ -382,11 +393,11 @@ class RayExecutor:
             result = TrialResult.from_dict(self._ray.get(item.ref))
         except Exception as error:  # noqa: BLE001 - a lost worker is a failed trial
             first = (str(error).strip().splitlines() or [""])[0][:300]
-            lost = isinstance(error, self._lost_errors)
-            result = TrialResult(
-                status=LOST if lost else CRASHED,
-                reason=(f"its Ray node or worker was lost ({type(error).__name__}: {first})" if lost
-                        else f"Ray task failed: {type(error).__name__}: {first}"))
+            if isinstance(error, self._lost_errors):
+                result = TrialResult(status=LOST, reason=lost_reason(error))
+            else:
+                result = TrialResult(status=CRASHED,
+                                     reason=f"Ray task failed: {type(error).__name__}: {first}")
         result.info["cpus_requested"] = item.cpus
         result.info["gpus_requested"] = item.gpus
         return result

@@ -206,7 +206,8 @@ class Search:
                 st.enqueue_baseline(self.study, self.space)
             role = self._launch_into(submitted)  # the baseline runs alone: all read against it
             self._drain(submitted, until_empty=True)
-            if role == st.BASELINE and st.baseline_trial(self.study) is None:
+            if (role == st.BASELINE and st.baseline_trial(self.study) is None
+                    and not st.baseline_queued(self.study)):  # a lost baseline is re-queued
                 raise SearchAborted(
                     "the baseline trial failed, so there is nothing to compare against: "
                     + (rp.failure_lines(rp.rows(self.study))[-1:] or ["see MLflow"])[0])
