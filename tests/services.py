@@ -57,10 +57,10 @@ class Postgres:
     (scram) for user `tuner`, listening on 127.0.0.1 only. As root it runs as the `postgres`
     system user (the server refuses to run as root)."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path | None = None) -> None:
         self.password = secrets.token_hex(12)
         self.port = free_port()
-        self.folder = Path(tempfile.mkdtemp(prefix="tuner-pg-"))
+        self.folder = folder or Path(tempfile.mkdtemp(prefix="tuner-pg-"))
         self.data = self.folder / "data"
         self.log = self.folder / "server.log"
         self.bin = postgres_bin()
@@ -241,3 +241,27 @@ class RayCluster:
             except ProcessLookupError:
                 pass
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    """`python tests/services.py postgres start|stop FOLDER`: .ci/run's PostgreSQL for the
+    whole test run (started prints its URL; the tests find it in TUNER_TEST_POSTGRES)."""
+    if len(argv) != 3 or argv[0] != "postgres" or argv[1] not in ("start", "stop"):
+        print("usage: services.py postgres start|stop FOLDER", file=sys.stderr)
+        return 2
+    folder = Path(argv[2])
+    server = Postgres(folder)
+    if argv[1] == "stop":
+        server.stop()
+        return 0
+    if postgres_bin() is None:
+        print("no PostgreSQL server binaries (apt-get install postgresql)", file=sys.stderr)
+        return 1
+    folder.mkdir(parents=True, exist_ok=True)
+    server.start()
+    print(server.url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

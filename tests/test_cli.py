@@ -63,7 +63,29 @@ def test_bad_flags_are_refused_before_anything_starts(tmp_path: Path,
     assert "--ray-address: nothing answers at 127.0.0.1:9" in capsys.readouterr().err
     assert main(["best", "--study", "nope"]) == 2
     assert "no study storage" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
+    assert main(["search", "--space", str(GOOD), "--runtime-env", "missing.yaml"]) == 2
+    assert "--runtime-env: no such file missing.yaml" in capsys.readouterr().err
+    assert main(["search", "--space", str(GOOD), "--runtime-env", '{"working_dir": ']) == 2
+    assert "--runtime-env: cannot parse" in capsys.readouterr().err
+    (tmp_path / "env.yaml").write_text("- working_dir\n", encoding="utf-8")
+    assert main(["search", "--space", str(GOOD), "--runtime-env", "env.yaml"]) == 2
+    assert "--runtime-env: expected a mapping" in capsys.readouterr().err
+    assert main(["search", "--space", str(GOOD), "--storage",
+                 "postgresql://tuner:hunter2@127.0.0.1:9/x"]) == 2
+    err = capsys.readouterr().err
+    assert "--storage: cannot connect" in err and "hunter2" not in err
+    assert [path.name for path in tmp_path.iterdir()] == ["env.yaml"]
+
+
+def test_urls_are_shown_without_their_passwords() -> None:
+    from tuner.stores import redact
+
+    assert redact("postgresql://tuner:s3cr%40t@db:5432/optuna") == "postgresql://tuner:***@db:5432/optuna"
+    assert redact("http://me:pw@mlflow:5000") == "http://me:***@mlflow:5000"
+    assert redact("postgresql://db/x?sslmode=require&password=pw") == (
+        "postgresql://db/x?sslmode=require&password=***")
+    for plain in ("sqlite:////tmp/optuna.db", "http://mlflow:5000", "postgresql://tuner@db/x"):
+        assert redact(plain) == plain
 
 
 STORE_CASES = {  # flag values that pass parsing and fail on the machine: (argv, words)

@@ -25,6 +25,9 @@ from conftest import ROOT
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from services import POSTGRES_URL_VAR, MlflowServer, Postgres, RayCluster, postgres_bin
+from sqlalchemy.engine import make_url
+
+from tuner.stores import redact
 
 HEAD, WORKER = "tuner_head", "tuner_worker"  # each node's own custom resource
 
@@ -81,9 +84,11 @@ class Team:
         if self.postgres is not None:
             self.postgres.stop()
 
-    def search(self, space: str, *extra: str) -> subprocess.Popen[str]:
+    def search(self, space: str, *extra: str, token: bool = True) -> subprocess.Popen[str]:
         (self.folder / "space.yaml").write_text(space, encoding="utf-8")
-        env = {**os.environ, **self.ray.auth_env,
+        # not the RAY_AUTH_MODE a local ray.init of this test session left in os.environ
+        env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+        env = {**env, **(self.ray.auth_env if token else {}),
                "PYTHONPATH": os.pathsep.join([str(ROOT / "examples"), os.environ["PYTHONPATH"]])}
         return subprocess.Popen(
             [sys.executable, "-m", "tuner.cli", "search", "--space", "space.yaml",
@@ -114,10 +119,20 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
 
 
 def _secrets(team: Team) -> list[str]:
+    """The cluster's token and the database password: never to be printed or recorded."""
     found = [team.ray.token.read_text(encoding="utf-8").strip()]
-    if team.postgres is not None:
-        found.append(team.postgres.password)
+    password = make_url(team.storage).password
+    if password:
+        found.append(password)
     return found
+
+
+def test_a_shell_without_the_clusters_token_is_told_how_to_give_it(team: Team) -> None:
+    search = team.search(TEAM_SPACE, token=False)
+    out = search.communicate(timeout=120)[0]
+    assert search.returncode == 2, out
+    assert out.count("\n") == 1 and "Traceback" not in out, out
+    assert "the Ray cluster uses token authentication: export RAY_AUTH_MODE=token" in out
 
 
 def test_search_runs_on_both_nodes_and_records_every_trial(team: Team) -> None:
@@ -151,8 +166,7 @@ def test_search_runs_on_both_nodes_and_records_every_trial(team: Team) -> None:
     recorded = out + json.dumps([[r.data.params, r.data.tags] for r in runs])
     for secret in _secrets(team):
         assert secret not in recorded
-    if team.postgres is not None:
-        assert f"tuner:***@127.0.0.1:{team.postgres.port}" in out
+    assert f"storage: {redact(team.storage)}" in out
 
 
 def _trial_on(team: Team, node: str, timeout_s: float = 240.0) -> tuple[int, int]:
