@@ -231,14 +231,17 @@ def _config(number: int, device: str) -> TrialConfig:
 
 def test_ray_runs_one_gpu_trial_per_gpu_and_cpu_trials_beside_them(ray_local) -> None:
     """Two CUDA trials and a CPU trial, submitted at once to a Ray that declares one GPU and
-    two CPUs: each CUDA trial gets GPU 0 in turn (never both at once); the CPU trial runs
-    beside the first, sees no GPU, and is measured."""
+    two CPUs: each CUDA trial gets GPU 0 in turn (never both at once: the second waits for
+    room); the CPU trial runs beside the first, sees no GPU, and is measured."""
     executor = RayExecutor()
     assert executor.cluster_gpus == 1
     first, second, cpu = (executor.submit(_config(n, d))
                           for n, d in ((0, "cuda"), (1, "cuda"), (2, "cpu")))
     assert (first.gpus, second.gpus, cpu.gpus) == (1, 1, 0)
     assert (first.cpus, cpu.cpus) == (1, 1)
+    # the second CUDA trial waits in the executor, not in Ray's queue, where its wait would
+    # count against its time limit; the CPU trial is not held behind it
+    assert not first.waiting and second.waiting and not cpu.waiting
     results = {}
     pending = [first, second, cpu]
     while pending:

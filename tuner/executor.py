@@ -38,6 +38,7 @@ STDERR_TAIL_CHARS = 2000
 MEMORY_SHARE_OF_NODE = 0.8  # the default cap: this much of the node's memory, split by trials
 ADDRESS_SPACE_HEADROOM_MB = 2048  # torch maps ~0.8 GB of data segments before it allocates
 POLL_S = 1.0
+ROOM_POLL_S = 1.0  # how often a trial waiting for room on the cluster looks again
 
 
 def trial_env(base: dict[str, str], knobs: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -311,11 +312,18 @@ def unschedulable(knobs: dict[str, Any], gpus_wanted: int,
 
 @dataclass
 class Submitted:
+    """A trial handed to the executor: waiting for room on the cluster (`ref` None), or given
+    to Ray at `started`."""
+
     config: TrialConfig
     ref: Any
     cpus: int
     started: float
     gpus: int = 0
+
+    @property
+    def waiting(self) -> bool:
+        return self.ref is None
 
 
 class RayExecutor:
@@ -342,6 +350,7 @@ class RayExecutor:
         # the supervisor process itself was killed: nothing the config did, so run it again.
         self._lost_errors = (ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError,
                              ray.exceptions.LocalRayletDiedError)
+        self._given: list[Submitted] = []  # given to Ray, not yet collected
         alive = [node for node in ray.nodes() if node["Alive"]]
         self.nodes = cluster.check_nodes(ray, alive) if address else []
         self.cluster = ClusterShape.of([node["Resources"] for node in alive])
@@ -363,22 +372,63 @@ class RayExecutor:
         return unschedulable(knobs, gpus_for(knobs), self.cluster_gpus)
 
     def submit(self, config: TrialConfig) -> Submitted:
+        """Give the trial to Ray now if the cluster has room for it, else keep it waiting
+        (`wait_any` gives it to Ray when room frees up). A trial held in Ray's own queue would
+        count its wait against its time limit; one held here does not."""
         cpus = self.cluster.cpus_for(config.knobs)
         gpus = gpus_for(config.knobs)
         config = dataclasses.replace(config, cpus=cpus, gpus=gpus)
+        item = Submitted(config=config, ref=None, cpus=cpus, started=0.0, gpus=gpus)
+        self._dispatch_if_room([item])
+        return item
+
+    def _dispatch_if_room(self, items: list[Submitted]) -> None:
+        """Hand waiting trials to Ray, oldest first, each one the cluster's free resources
+        cover (one that can never fit, the cluster having shrunk, goes to Ray to say so)."""
+        waiting = [item for item in items if item.waiting]
+        if not waiting:
+            return
+        ray = self._ray
+        total = ray.cluster_resources()
+        # Ray's view of free resources trails a dispatch, so it may not show our latest trials
+        # yet: free is the smaller of what it shows and what our own running trials leave
+        view = ray.available_resources()
+        free = {kind: min(view.get(kind, 0.0), total.get(kind, 0.0) - sum(
+                    item.cpus if kind == "CPU" else item.gpus for item in self._given))
+                for kind in ("CPU", "GPU")}
+        for item in waiting:
+            fits = free["CPU"] >= item.cpus and free["GPU"] >= item.gpus
+            never = total.get("CPU", 0.0) < item.cpus or total.get("GPU", 0.0) < item.gpus
+            if not (fits or never):
+                continue  # a CPU trial need not wait behind a GPU trial waiting for its GPU
+            self._dispatch(item)
+            free["CPU"] -= item.cpus
+            free["GPU"] -= item.gpus
+
+    def _dispatch(self, item: Submitted) -> None:
         # SPREAD: trials side by side go to different nodes where there are several, so they
         # share no memory bandwidth or caches
-        ref = self._remote.options(num_cpus=cpus, num_gpus=gpus, max_retries=0,
-                                   scheduling_strategy="SPREAD").remote(
-            config.to_json(), config.time_limit_s)
-        return Submitted(config=config, ref=ref, cpus=cpus, started=time.monotonic(), gpus=gpus)
+        item.ref = self._remote.options(
+            num_cpus=item.cpus, num_gpus=item.gpus, max_retries=0,
+            scheduling_strategy="SPREAD").remote(item.config.to_json(), item.config.time_limit_s)
+        item.started = time.monotonic()
+        self._given.append(item)
 
     def wait_any(self, running: list[Submitted], timeout_s: float) -> list[tuple[Submitted, TrialResult]]:
-        """Results of the trials that finished within `timeout_s` (possibly none)."""
+        """Results of the trials that finished within `timeout_s` (possibly none); waiting
+        trials are given to Ray as room frees up."""
         ray = self._ray
-        done, _ = ray.wait([item.ref for item in running], num_returns=1, timeout=timeout_s)
+        self._dispatch_if_room(running)
+        if any(item.waiting for item in running):
+            timeout_s = min(timeout_s, ROOM_POLL_S)
+        given = [item for item in running if not item.waiting]
+        if given:
+            done, _ = ray.wait([item.ref for item in given], num_returns=1, timeout=timeout_s)
+        else:
+            time.sleep(timeout_s)
+            done = []
         finished = []
-        for item in running:
+        for item in given:
             if item.ref in done:
                 finished.append((item, self._collect(item)))
             elif time.monotonic() - item.started > item.config.time_limit_s + 120:
@@ -386,6 +436,8 @@ class RayExecutor:
                 ray.cancel(item.ref, force=True)
                 finished.append((item, TrialResult(status=TIMEOUT, reason=(
                     "no answer from its Ray worker 120 s past the time limit; cancelled"))))
+        for item, _ in finished:
+            self._given.remove(item)
         return finished
 
     def _collect(self, item: Submitted) -> TrialResult:

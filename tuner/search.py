@@ -373,7 +373,8 @@ class Search:
         self.running[trial.number] = _Running(trial, trial.number, knobs, role, key, run_id)
         again = f", retry of trial {retry}" if retry is not None else ""
         gpus = f", {item.gpus} GPU" if item.gpus else ""
-        self.out(f"{self._progress()} trial {trial.number} started ({role}{again}, {item.cpus} "
+        verb = "waits for room on the cluster" if item.waiting else "started"
+        self.out(f"{self._progress()} trial {trial.number} {verb} ({role}{again}, {item.cpus} "
                  f"CPUs{gpus}, limit {_duration(config.time_limit_s)}): {self._changes(knobs)}")
         return role
 
