@@ -84,15 +84,23 @@ class Team:
         if self.postgres is not None:
             self.postgres.stop()
 
-    def search(self, space: str, *extra: str, token: bool = True) -> subprocess.Popen[str]:
+    def search(self, space: str, *extra: str, token: bool = True,
+               password_in_env: bool = False) -> subprocess.Popen[str]:
+        """`tuner search` against the team's services; `password_in_env`: the database
+        password in PGPASSWORD, the URL without it (as docs/cluster.md recommends)."""
         (self.folder / "space.yaml").write_text(space, encoding="utf-8")
         # not the RAY_AUTH_MODE a local ray.init of this test session left in os.environ
         env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
         env = {**env, **(self.ray.auth_env if token else {}),
                "PYTHONPATH": os.pathsep.join([str(ROOT / "examples"), os.environ["PYTHONPATH"]])}
+        storage = self.storage
+        if password_in_env:
+            url = make_url(self.storage)
+            env["PGPASSWORD"] = url.password or ""
+            storage = url.set(password=None).render_as_string(hide_password=False)
         return subprocess.Popen(
             [sys.executable, "-m", "tuner.cli", "search", "--space", "space.yaml",
-             "--ray-address", self.ray.address, "--storage", self.storage,
+             "--ray-address", self.ray.address, "--storage", storage,
              "--tracking-uri", self.mlflow.url, *extra],
             cwd=self.folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
@@ -199,7 +207,7 @@ def _sweep_trial_beside_another(team: Team, timeout_s: float = 240.0) -> tuple[i
 
 
 def test_losing_a_node_fails_its_trial_and_runs_it_again_elsewhere(team: Team) -> None:
-    search = team.search(LOSSY_SPACE)
+    search = team.search(LOSSY_SPACE, password_in_env=True)
     try:
         lost, beside = _sweep_trial_beside_another(team)  # the baseline runs alone: not it
         time.sleep(1.5)  # into its measurement
