@@ -187,6 +187,7 @@ class RayCluster:
                          "RAY_health_check_period_ms": "1000",
                          "RAY_health_check_failure_threshold": "3"}
         self.port = free_port()
+        self.client_port = free_port()  # not Ray's default 10001: another Ray may hold it
         self.address = f"127.0.0.1:{self.port}"
         self.log = Path(folder, "ray-start.log")
 
@@ -199,7 +200,8 @@ class RayCluster:
 
     def start_head(self, name: str, cpus: int) -> None:
         self._ray_start("--head", "--port", str(self.port), "--num-cpus", str(cpus),
-                        "--resources", f'{{"{name}": 1}}', "--include-dashboard", "false")
+                        "--resources", f'{{"{name}": 1}}', "--include-dashboard", "false",
+                        "--ray-client-server-port", str(self.client_port))
 
     def add_node(self, name: str, cpus: int) -> None:
         self._ray_start("--address", self.address, "--num-cpus", str(cpus),
@@ -231,10 +233,12 @@ class RayCluster:
         return killed
 
     def stop(self) -> None:
-        """Every process of this cluster (found by its folder, with the workers and trials
-        under them: a Ray worker's command line is its task's name), then the folder."""
+        """Every process of this cluster (found by its folder or, for the head's Ray Client
+        server, its port; with the workers and trials under them: a Ray worker's command line
+        is its task's name), then the folder."""
         table = _processes()
-        ours = [pid for pid, (_, args) in table.items() if self.temp_dir in args]
+        ours = [pid for pid, (_, args) in table.items() if self.temp_dir in args
+                or ("ray.util.client.server" in args and f"--port={self.client_port}" in args)]
         for pid in {child for root in ours for child in _descendants(root, table)}:
             try:
                 os.kill(pid, signal.SIGKILL)
