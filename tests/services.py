@@ -183,8 +183,10 @@ class RayCluster:
         self.auth_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token)}
         base = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
         self.node_env = {**base, **(node_env or {}), **self.auth_env,
-                         # a lost node is noticed in ~4 s instead of Ray's default ~15 s
+                         # a lost node is marked dead in seconds, not Ray's default 12-60 s
+                         # (benchmarks/node_loss.py)
                          "RAY_health_check_period_ms": "1000",
+                         "RAY_health_check_timeout_ms": "1000",
                          "RAY_health_check_failure_threshold": "3"}
         self.port = free_port()
         self.client_port = free_port()  # not Ray's default 10001: another Ray may hold it
@@ -219,15 +221,16 @@ class RayCluster:
         raylet = self.raylet(name)
         return raylet is not None and pid in _descendants(raylet, _processes())
 
-    def kill_node(self, name: str) -> list[int]:
+    def kill_node(self, name: str, how: int = signal.SIGKILL) -> list[int]:
         """The node is lost, as a machine that dies: its raylet and everything under it (Ray
-        workers, trial processes) SIGKILLed at once, parents first."""
+        workers, trial processes) SIGKILLed at once, parents first (SIGSTOP: a machine that
+        hangs, its connections left open)."""
         raylet = self.raylet(name)
         assert raylet is not None, f"no node {name} running"
         killed = _descendants(raylet, _processes())
         for pid in killed:
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, how)
             except ProcessLookupError:
                 pass
         return killed

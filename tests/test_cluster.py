@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -206,23 +207,39 @@ def _sweep_trial_beside_another(team: Team, timeout_s: float = 240.0) -> tuple[i
     raise AssertionError(f"no trial ran on node {WORKER} beside one on {HEAD}")
 
 
-def test_losing_a_node_fails_its_trial_and_runs_it_again_elsewhere(team: Team) -> None:
-    search = team.search(LOSSY_SPACE, password_in_env=True)
+LOSSES = {  # how the node is lost: what the search sees of it
+    # its processes die (a killed raylet, a stopped Ray): Ray fails the task at once
+    "killed": (signal.SIGKILL, "died or left the cluster (NodeDiedError)"),
+    # it hangs or drops off the network: nothing closes, Ray's health check marks it dead but
+    # never fails the task; the tuner notices the trial's node is dead
+    "hung": (signal.SIGSTOP, "stopped answering and was marked dead"),
+}
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_losing_a_node_fails_its_trial_and_runs_it_again_elsewhere(team: Team, loss: str) -> None:
+    how, words = LOSSES[loss]
+    if team.ray.raylet(WORKER) is None:  # lost by the test before
+        team.ray.add_node(WORKER, cpus=1)
+    study = f"lossy-{loss}"
+    search = team.search(LOSSY_SPACE, "--study", study, password_in_env=True)
     try:
         lost, beside = _sweep_trial_beside_another(team)  # the baseline runs alone: not it
         time.sleep(1.5)  # into its measurement
         killed_at = time.time()
-        assert team.ray.kill_node(WORKER)
+        assert team.ray.kill_node(WORKER, how)
         out = search.communicate(timeout=600)[0]
     finally:
         if search.poll() is None:
             search.kill()
+        if team.ray.raylet(WORKER) is not None:
+            team.ray.kill_node(WORKER)  # a hung node's processes: gone for good
     assert search.returncode == 0, out
     assert f"trial {lost} lost: its Ray node " in out, out
-    assert "died or left the cluster (NodeDiedError)" in out
+    assert words in out, out
     assert "re-queued: it runs again where the cluster has room" in out
 
-    trials = {t.number: t for t in team.trials("lossy")}
+    trials = {t.number: t for t in team.trials(study)}
     assert trials[lost].state == TrialState.FAIL
     assert trials[lost].user_attrs["status"] == "lost"
     retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == lost]
@@ -239,7 +256,7 @@ def test_losing_a_node_fails_its_trial_and_runs_it_again_elsewhere(team: Team) -
              if t.user_attrs["info"]["started_at"] > killed_at}
     assert len(later) == 1 and retries[0].user_attrs["info"]["node_id"] in later
 
-    runs = team.runs("lossy")
+    runs = team.runs(study)
     children = {int(r.data.tags["tuner.trial"]): r for r in runs
                 if r.data.tags["tuner.kind"] == "trial"}
     assert sorted(children) == sorted(trials)

@@ -1,8 +1,9 @@
-"""The shipped scheduling examples call `tuner nightly` with flags that exist, and their YAML
-parses: an example that no longer matches the CLI would fail a user's first night."""
+"""The shipped scheduling and cluster examples call `tuner` with flags that exist, and their
+YAML parses: an example that no longer matches the CLI would fail a user's first night."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 
@@ -12,12 +13,14 @@ from conftest import ROOT
 from tuner.cli import _parser
 
 NIGHTLY = ROOT / "examples" / "nightly"
+CLUSTER = ROOT / "examples" / "cluster"
 
 
-def _parses(argv: list[str]) -> None:
+def _parses(argv: list[str], command: str = "nightly") -> argparse.Namespace:
     args = _parser().parse_args(argv)
-    assert args.command == "nightly" and args.space.endswith(".yaml")
+    assert args.command == command and args.space.endswith(".yaml")
     assert (ROOT / args.space).is_file(), args.space
+    return args
 
 
 def _command_after(text: str, marker: str, stop: str) -> list[str]:
@@ -40,3 +43,26 @@ def test_scheduling_examples_use_real_flags() -> None:
     _parses(container["args"])
     timer = (NIGHTLY / "tuner-nightly.timer").read_text()
     assert "OnCalendar=" in timer and "Persistent=true" in timer
+
+
+def test_cluster_examples_use_real_flags_and_keep_token_auth_on(monkeypatch) -> None:
+    raycluster = yaml.safe_load((CLUSTER / "raycluster.yaml").read_text())
+    assert raycluster["kind"] == "RayCluster"
+    assert raycluster["spec"]["authOptions"]["mode"] == "token"
+    secret = raycluster["spec"]["authOptions"]["secretName"]
+    job = yaml.safe_load((CLUSTER / "tuner-search-job.yaml").read_text())
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    args = _parses(container["args"], command="search")
+    assert args.ray_address == f"{raycluster['metadata']['name']}-head-svc:6379"
+    env = {item["name"]: item for item in container["env"]}
+    assert env["RAY_AUTH_MODE"]["value"] == "token"
+    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == secret
+    assert ":" not in args.storage.split("@")[0].removeprefix("postgresql://")  # no password
+    cronjob = yaml.safe_load((NIGHTLY / "kubernetes-cronjob.yaml").read_text())
+    nightly = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert {item["name"] for item in nightly["env"]} >= {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"}
+    monkeypatch.chdir(ROOT)  # the runtime_env's paths are the driver's, from the repository
+    from tuner.cluster import load_runtime_env
+
+    runtime_env = load_runtime_env(str(CLUSTER / "runtime_env.yaml"))
+    assert (ROOT / runtime_env["working_dir"] / "my_workload.py").is_file()

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,15 @@ def trial_env(base: dict[str, str], knobs: dict[str, Any]) -> tuple[dict[str, st
     return env, explicit
 
 
-def run_trial_process(config_json: str, time_limit_s: float) -> dict[str, Any]:
-    """Run one trial process to completion or to its limit; always returns a result dict."""
+def run_trial_process(config_json: str, time_limit_s: float,
+                      placement_key: str = "") -> dict[str, Any]:
+    """Run one trial process to completion or to its limit; always returns a result dict.
+    `placement_key`: where to tell the driver which node runs it (Ray's key-value store), so
+    a node that hangs or drops off the network, which Ray marks dead without failing the task,
+    is noticed as this trial's."""
     config = TrialConfig.from_json(config_json)
+    if placement_key:
+        _announce(placement_key)
     env, explicit = trial_env(dict(os.environ), config.knobs)
     if config.gpus == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""  # Ray leaves a GPU-less task every GPU: it may use none
@@ -241,6 +248,15 @@ def _node_id() -> str:
         return ""
 
 
+def _announce(placement_key: str) -> None:
+    try:
+        from ray.experimental import internal_kv
+
+        internal_kv._internal_kv_put(placement_key, _node_id().encode(), overwrite=True)
+    except Exception:  # noqa: BLE001, S110 - without it, a hung node is found by the time limit
+        pass
+
+
 def _gpu_ids() -> list[str]:
     """The GPUs Ray assigned to this task (what CUDA_VISIBLE_DEVICES holds in the trial)."""
     try:
@@ -320,6 +336,8 @@ class Submitted:
     cpus: int
     started: float
     gpus: int = 0
+    placement_key: str = ""  # where its supervisor says which node it runs on
+    node_id: str = ""  # that node, once read
 
     @property
     def waiting(self) -> bool:
@@ -408,9 +426,11 @@ class RayExecutor:
     def _dispatch(self, item: Submitted) -> None:
         # SPREAD: trials side by side go to different nodes where there are several, so they
         # share no memory bandwidth or caches
+        item.placement_key = f"tuner-placement:{uuid.uuid4().hex}"
         item.ref = self._remote.options(
             num_cpus=item.cpus, num_gpus=item.gpus, max_retries=0,
-            scheduling_strategy="SPREAD").remote(item.config.to_json(), item.config.time_limit_s)
+            scheduling_strategy="SPREAD").remote(item.config.to_json(), item.config.time_limit_s,
+                                                 item.placement_key)
         item.started = time.monotonic()
         self._given.append(item)
 
@@ -428,17 +448,61 @@ class RayExecutor:
             time.sleep(timeout_s)
             done = []
         finished = []
+        dead = self._dead_nodes() if len(done) < len(given) else {}
         for item in given:
             if item.ref in done:
                 finished.append((item, self._collect(item)))
+            elif dead and self._node_of(item) in dead:
+                # Ray marked its node dead but has not failed the task (a node that hangs or
+                # left the network closes no connection): lost, as if the node had died
+                self._cancel(item)
+                finished.append((item, TrialResult(status=LOST, reason=(
+                    f"its Ray node {dead[item.node_id]} ({item.node_id[:12]}) stopped answering "
+                    "and was marked dead"))))
             elif time.monotonic() - item.started > item.config.time_limit_s + 120:
                 # the supervisor itself is lost (node died, Ray hung): give up on it
-                ray.cancel(item.ref, force=True)
+                self._cancel(item)
                 finished.append((item, TrialResult(status=TIMEOUT, reason=(
                     "no answer from its Ray worker 120 s past the time limit; cancelled"))))
         for item, _ in finished:
             self._given.remove(item)
+            self._forget(item)
         return finished
+
+    def _dead_nodes(self) -> dict[str, str]:
+        """Node id -> address of the nodes Ray has marked dead."""
+        try:
+            return {node["NodeID"]: node.get("NodeManagerAddress", "?")
+                    for node in self._ray.nodes() if not node["Alive"]}
+        except Exception:  # noqa: BLE001 - the head unreachable: nothing known to be dead
+            return {}
+
+    def _node_of(self, item: Submitted) -> str:
+        """The node running the trial, as its supervisor announced it ("" before it did)."""
+        if not item.node_id and item.placement_key:
+            try:
+                from ray.experimental import internal_kv
+
+                found = internal_kv._internal_kv_get(item.placement_key)
+            except Exception:  # noqa: BLE001 - unknown: the time limit decides
+                found = None
+            item.node_id = found.decode() if found else ""
+        return item.node_id
+
+    def _forget(self, item: Submitted) -> None:
+        if item.placement_key:
+            try:
+                from ray.experimental import internal_kv
+
+                internal_kv._internal_kv_del(item.placement_key)
+            except Exception:  # noqa: BLE001, S110 - a stale key costs a few bytes
+                pass
+
+    def _cancel(self, item: Submitted) -> None:
+        try:
+            self._ray.cancel(item.ref, force=True)
+        except Exception:  # noqa: BLE001, S110 - its node is gone: nothing left to stop
+            pass
 
     def _collect(self, item: Submitted) -> TrialResult:
         try:
