@@ -49,8 +49,8 @@ study: lossy
 workload: {name: tiny_cnn, options: {image_size: 16}}
 knobs: {batch_size: [8, 16, 32, 64, 128, 256], threads: [1]}
 baseline: {batch_size: 8, threads: 1}
-budget: {trials: 4}
-measure: {warmup_steps: 1, timed_steps: 100000, min_timed_steps: 3, max_timed_s: 3,
+budget: {trials: 3}
+measure: {warmup_steps: 1, timed_steps: 100000, min_timed_steps: 3, max_timed_s: 2.5,
           max_cv: 1.0}
 trial: {time_limit_s: 120, heartbeat_s: 2, max_concurrent: 2}
 guard: {steps: 1, batch_size: 8}
@@ -225,7 +225,7 @@ def test_losing_a_node_fails_its_trial_and_runs_it_again_elsewhere(team: Team, l
     search = team.search(LOSSY_SPACE, "--study", study, password_in_env=True)
     try:
         lost, beside = _sweep_trial_beside_another(team)  # the baseline runs alone: not it
-        time.sleep(1.5)  # into its measurement
+        time.sleep(1.0)  # into its build or measurement
         killed_at = time.time()
         assert team.ray.kill_node(WORKER, how)
         out = search.communicate(timeout=600)[0]
@@ -250,7 +250,7 @@ def test_losing_a_node_fails_its_trial_and_runs_it_again_elsewhere(team: Team, l
     assert all(trials[n].state == TrialState.COMPLETE for n in beside)
     others = [t for number, t in trials.items() if number != lost]
     assert all(t.state == TrialState.COMPLETE for t in others), out
-    assert len(others) == 4
+    assert len(others) == 3
     # after the loss, trials ran on the node left (the retry among them)
     later = {t.user_attrs["info"]["node_id"] for t in others
              if t.user_attrs["info"]["started_at"] > killed_at}

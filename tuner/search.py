@@ -34,7 +34,8 @@ FIRST_DONE = "first_enqueued"  # study attr: the configs given to this search we
 PRIORS_DONE = "priors_enqueued"  # study attr: the hardware's known-good configs were queued
 WAIT_SLICE_S = 10.0
 PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet terminal is no hang
-SYNC_RETRY_S = 30.0  # how often to retry MLflow writes that failed
+# how often to retry MLflow writes that failed while the tracking server was unreachable
+SYNC_RETRY_S = float(os.environ.get("TUNER_MLFLOW_RETRY_S", "30"))
 # what the storage keeps of where and how a trial ran (the rest of result.info is transient)
 INFO_KEPT = ("note", "node_id", "hostname", "env_set", "versions", "memory_limit_mb",
              "pinned_cores", "affinity", "preloaded", "torch_threads", "interop_threads",
