@@ -381,7 +381,9 @@ class RayExecutor:
         gpus = f", {self.cluster_gpus} GPU(s)" if self.cluster_gpus else ""
         nodes = f"{self.node_count} node{'s' if self.node_count != 1 else ''}"
         versions = sorted({node.tuner_version for node in self.nodes})
-        tuner = f"; tuner {', '.join(versions)} on every node" if versions else ""
+        tuner = (f"; tuner {versions[0]} on every node" if len(versions) == 1 else
+                 f"; WARNING: the nodes run different tuner versions ({', '.join(versions)}): "
+                 "install one everywhere, or results are not comparable" if versions else "")
         return f"{nodes}, up to {self.node_cpus} CPUs per node{gpus}{tuner}"
 
     def unschedulable(self, knobs: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
