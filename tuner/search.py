@@ -455,7 +455,7 @@ class Search:
                     f"not re-queued: its config was lost {rc.MAX_RETRIES + 1} times")
             running.trial.set_user_attr(st.REASON, f"{result.reason}; {what}")
             self._close(trial_number, state=TrialState.FAIL)
-            self.launched -= requeued  # its retry takes its place in this search's count
+            self.to_run += requeued  # its retry is one more trial for this search to run
             self.out(f"  trial {trial_number} lost: {result.reason}; {what}  "
                      f"[{_duration(time.monotonic() - self.started)}]")
             return
