@@ -450,13 +450,10 @@ class Search:
             running.trial.report(metrics["samples_per_sec"], int(metrics.get("timed_steps", 0)))
             self._close(trial_number, state=TrialState.PRUNED)
         elif result.status == LOST:  # not the config's doing: run again where Ray has room
-            requeued = rc.requeue(self.study, trial_number)
-            what = ("re-queued: it runs again where the cluster has room" if requeued else
-                    f"not re-queued: its config was lost {rc.MAX_RETRIES + 1} times")
-            running.trial.set_user_attr(st.REASON, f"{result.reason}; {what}")
-            self._close(trial_number, state=TrialState.FAIL)
+            requeued, reason = self._fail_and_requeue(
+                running.trial, result.reason, ": it runs again where the cluster has room")
             self.to_run += requeued  # its retry is one more trial for this search to run
-            self.out(f"  trial {trial_number} lost: {result.reason}; {what}  "
+            self.out(f"  trial {trial_number} lost: {reason}  "
                      f"[{_duration(time.monotonic() - self.started)}]")
             return
         else:
@@ -599,12 +596,21 @@ class Search:
         for trial_number, running in list(self.running.items()):
             try:
                 running.trial.set_user_attr(st.STATUS, rc.INTERRUPTED)
-                running.trial.set_user_attr(st.REASON, f"{reason}; re-queued")
-                self._close(trial_number, state=TrialState.FAIL)
-                rc.requeue(self.study, trial_number)
+                self._fail_and_requeue(running.trial, reason, "")
             except Exception as error:  # noqa: BLE001 - best effort while shutting down
                 self.out(f"warning: could not close trial {trial_number}: {error}")
         self.running.clear()
+
+    def _fail_and_requeue(self, trial: Any, reason: str, then: str) -> tuple[bool, str]:
+        """A trial that did nothing wrong (its search stopped, its node was lost): its config
+        queued again, unless it has been re-run MAX_RETRIES times already; then the trial
+        closed as FAIL with the reason saying which. Returns (re-queued, that reason)."""
+        requeued = rc.requeue(self.study, trial.number)
+        reason += (f"; re-queued{then}" if requeued else
+                   f"; not re-queued: its config was cut short {rc.MAX_RETRIES + 1} times")
+        trial.set_user_attr(st.REASON, reason)
+        self._close(trial.number, state=TrialState.FAIL)
+        return requeued, reason
 
     def _progress_note(self) -> None:
         """A line every few minutes while long trials run, so a quiet terminal is not a hang."""
