@@ -46,14 +46,14 @@ CONFIGS: list[tuple[str, dict[str, object]]] = [
 ]
 
 
-def _line(label: str, result: TrialResult, base_sps: float | None, violation: float | None,
-          wall_s: float) -> str:
+def _line(label: str, result: TrialResult, base_sps: float | None, loss: float | None,
+          violation: float | None, wall_s: float) -> str:
     if result.status != "ok":
         return f"{label}: {result.status}: {result.reason}  [{wall_s:.0f} s]"
     m = result.metrics
     speedup = f"{m['samples_per_sec'] / base_sps:.2f}x" if base_sps else "1.00x"
     guard_text = ("guard n/a" if violation is None else
-                  f"guard {'ok' if violation <= 0 else 'REJECTED'} ({result.guard_loss:.4f})")
+                  f"guard {'ok' if violation <= 0 else 'REJECTED'} (loss {loss:.4f})")
     return (f"{label}: {m['samples_per_sec']:,.1f} samples/s ({speedup}), step "
             f"{1000 * m['step_time_median_s']:.1f} ms, cv {100 * m['step_time_cv']:.1f}%, "
             f"{int(m['timed_steps'])} steps, GPU peak {m.get('gpu_peak_reserved_mb', 0):,.0f} MB "
@@ -90,7 +90,7 @@ def main() -> int:
         trial_started = time.monotonic()
         result = TrialResult.from_dict(run_trial_process(config.to_json(), args.time_limit_s))
         wall_s = time.monotonic() - trial_started
-        violation = None
+        violation = loss = None
         if result.ok:
             if result.guard_loss is not None:
                 guard_by_numerics[key] = result.guard_loss
@@ -100,7 +100,7 @@ def main() -> int:
             if loss is not None and base_guard is not None:
                 violation = guard.violation(loss, base_guard, space.guard.tolerance,
                                             space.guard.mode)
-        print(_line(label, result, base_sps, violation, wall_s), flush=True)
+        print(_line(label, result, base_sps, loss, violation, wall_s), flush=True)
         if number == 0 and not result.ok:
             print(f"  baseline info: {json.dumps(result.info, default=str)[:1500]}")
         records.append({"label": label, "knobs": knobs, "status": result.status,
