@@ -80,10 +80,10 @@ def test_every_trial_fault_is_recorded_and_the_study_goes_on(ray_local, workdir:
         assert "CUDA graphs" in skipped.user_attrs[st.REASON]
     assert "skipped, not started" in out
 
-    # a larger batch with the same numerics is known to run out of memory: never started
+    # the same config at a larger batch is known to run out of memory: never started
     bigger = outcome(256)
     assert bigger.state == TrialState.PRUNED and bigger.user_attrs[st.STATUS] == "oom"
-    assert (f"batch 128 already ran out of memory on the same device with the same numerics "
+    assert (f"batch 128 already ran out of memory with the rest of the config the same "
             f"(trial {outcome(128).number})") in bigger.user_attrs[st.REASON]
     assert bigger.constraints[st.CONSTRAINT] > 0  # infeasible for the sampler
 

@@ -240,6 +240,7 @@ COMMANDS = {"search": _cmd_search, "nightly": _cmd_nightly, "best": _cmd_best,
 
 
 def main(argv: list[str] | None = None) -> int:
+    _line_buffered()
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -252,6 +253,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tuner: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def _line_buffered() -> None:
+    """Each line as it is written, also when stdout is a file or a pipe (cron, systemd, CI, a
+    test reading the output): a search's progress must not arrive in one clump at its end."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(line_buffering=True)
+            except (ValueError, OSError):
+                pass  # a stream that cannot be reconfigured (closed, replaced): left as it is
 
 
 if __name__ == "__main__":

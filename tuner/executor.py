@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner import cluster, cores
+from tuner import progress as pg
 from tuner.knobs import REGISTRY
 from tuner.trial import CRASHED, FAILED, LOST, OOM, TIMEOUT, TrialConfig, TrialResult
 
@@ -39,6 +40,7 @@ STDERR_TAIL_CHARS = 2000
 MEMORY_SHARE_OF_NODE = 0.8  # the default cap: this much of the node's memory, split by trials
 ADDRESS_SPACE_HEADROOM_MB = 2048  # torch maps ~0.8 GB of data segments before it allocates
 POLL_S = 1.0
+PROGRESS_EVERY_S = 5.0  # how often a running trial's phase is published for the driver's line
 ROOM_POLL_S = 1.0  # how often a trial waiting for room on the cluster looks again
 
 
@@ -65,6 +67,10 @@ def run_trial_process(config_json: str, time_limit_s: float,
     config = TrialConfig.from_json(config_json)
     if placement_key:
         _announce(placement_key)
+    started = time.monotonic()
+    started_at = time.time()
+    # the trial process plans its measurement to end before the moment it would be killed
+    config = dataclasses.replace(config, deadline_epoch_s=started_at + time_limit_s)
     env, explicit = trial_env(dict(os.environ), config.knobs)
     if config.gpus == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""  # Ray leaves a GPU-less task every GPU: it may use none
@@ -80,13 +86,12 @@ def run_trial_process(config_json: str, time_limit_s: float,
         prefix += command
         if note:
             placement_notes.append(note)
-    started = time.monotonic()
-    started_at = time.time()
     with tempfile.TemporaryDirectory(prefix=f"tuner-trial-{config.trial_number}-") as folder:
         config_path = Path(folder, "config.json")
         result_path = Path(folder, "result.json")
         stderr_path = Path(folder, "stderr.txt")
-        config_path.write_text(config_json, encoding="utf-8")
+        progress_path = Path(folder, pg.FILE_NAME)
+        config_path.write_text(config.to_json(), encoding="utf-8")
         # torch.compile's on-disk caches would let one trial's compile speed up the next (and
         # hide compile cost from the user); each trial gets its own, deleted with the folder.
         env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(folder, "inductor-cache"))
@@ -100,20 +105,22 @@ def run_trial_process(config_json: str, time_limit_s: float,
                 preexec_fn=_child_setup(memory_limit_mb, core_set),  # noqa: PLW1509 - syscalls only
             )
             try:
-                returncode, timed_out, memory_mb = _supervise(process, time_limit_s,
-                                                              memory_limit_mb)
+                returncode, timed_out, memory_mb = _supervise(
+                    process, time_limit_s, memory_limit_mb,
+                    _publisher(placement_key, progress_path) if placement_key else None)
             finally:
                 _kill_group(process)  # DataLoader workers or compile workers left behind
                 if core_set is not None:
                     cores.release()
         stderr_tail = stderr_path.read_text(encoding="utf-8", errors="replace")[-STDERR_TAIL_CHARS:]
         if timed_out:
-            result = TrialResult(status=TIMEOUT,
-                                 reason=f"killed at its time limit of {time_limit_s:g} s")
+            result = killed_result(TIMEOUT, f"killed at its time limit of {time_limit_s:g} s",
+                                   read_progress_now(progress_path), started_at)
         elif memory_mb is not None:
-            result = TrialResult(status=OOM, reason=(
-                f"killed at its memory limit: {memory_mb:,.0f} MB resident, limit "
-                f"{memory_limit_mb:,} MB (trial.memory_mb in the space)"))
+            result = killed_result(OOM, (
+                f"killed at its memory limit: {memory_mb:,.0f} MB in use (proportional set "
+                f"size), limit {memory_limit_mb:,} MB (trial.memory_mb in the space)"),
+                read_progress_now(progress_path), started_at)
         elif result_path.exists():
             result = TrialResult.from_json(result_path.read_text(encoding="utf-8"))
         else:
@@ -141,12 +148,14 @@ def default_memory_limit_mb(share: int) -> int:
     return max(256, int(total_mb * MEMORY_SHARE_OF_NODE / max(1, share)))
 
 
-def _supervise(process: subprocess.Popen[bytes], time_limit_s: float,
-               memory_limit_mb: int) -> tuple[int, bool, float | None]:
-    """Wait for the trial; kill its group at the time limit or when its resident memory (all
-    its processes: DataLoader workers too) passes the cap. Returns (returncode, timed out,
-    resident MB when killed for memory)."""
+def _supervise(process: subprocess.Popen[bytes], time_limit_s: float, memory_limit_mb: int,
+               publish: Any = None) -> tuple[int, bool, float | None]:
+    """Wait for the trial; kill its group at the time limit or when the memory it really uses
+    (all its processes: DataLoader workers too) passes the cap. `publish()` is called every few
+    seconds (the trial's phase, for the driver). Returns (returncode, timed out, MB in use when
+    killed for memory)."""
     deadline = time.monotonic() + time_limit_s
+    published = time.monotonic()
     while True:
         try:
             return process.wait(timeout=max(0.0, min(POLL_S, deadline - time.monotonic()))), \
@@ -156,19 +165,45 @@ def _supervise(process: subprocess.Popen[bytes], time_limit_s: float,
         if time.monotonic() >= deadline:
             _kill_group(process)
             return process.wait(), True, None
-        resident_mb = group_resident_mb(process.pid)
-        if resident_mb > memory_limit_mb:
+        used_mb = group_memory_mb(process.pid)
+        if used_mb > memory_limit_mb:
             _kill_group(process)
-            return process.wait(), False, resident_mb
+            return process.wait(), False, used_mb
+        if publish is not None and time.monotonic() - published >= PROGRESS_EVERY_S:
+            published = time.monotonic()
+            publish()
+
+
+def group_memory_mb(pgid: int) -> float:
+    """Memory a process group really uses: the sum of its processes' proportional set sizes
+    (/proc/PID/smaps_rollup), where a page shared by N processes counts 1/N in each. Summed
+    resident sizes count memory shared with forked DataLoader workers once per worker (a 400 MB
+    trial with 2 idle workers read as 1.2 GB). Resident size where smaps_rollup is unreadable
+    (kernels before 4.14); 0 off Linux."""
+    total_kb = 0.0
+    for pid in _group_pids(pgid):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+                for line in rollup:
+                    if line.startswith(b"Pss:"):
+                        total_kb += int(line.split()[1])
+                        break
+        except (OSError, ValueError, IndexError):
+            total_kb += _resident_kb(pid)
+    return total_kb / 1024
 
 
 def group_resident_mb(pgid: int) -> float:
-    """Resident memory of every process in a process group, from /proc (Linux; 0 elsewhere)."""
-    total_pages = 0
+    """Summed resident memory of a process group (what the cap used to count), for comparison."""
+    return sum(_resident_kb(pid) for pid in _group_pids(pgid)) / 1024
+
+
+def _group_pids(pgid: int) -> list[int]:
+    pids = []
     try:
         names = os.listdir("/proc")
     except OSError:
-        return 0.0
+        return pids
     for name in names:
         if not name.isdigit():
             continue
@@ -178,8 +213,65 @@ def group_resident_mb(pgid: int) -> float:
         except (OSError, IndexError):
             continue
         if len(fields) > 21 and int(fields[2]) == pgid:
-            total_pages += int(fields[21])
-    return total_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+            pids.append(int(name))
+    return pids
+
+
+def _resident_kb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 1024
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def read_progress_now(path: Path) -> tuple[pg.Progress | None, float]:
+    return pg.read_progress(path), time.time()
+
+
+def killed_result(status: str, reason: str, seen: tuple[pg.Progress | None, float],
+                  process_started_at: float) -> TrialResult:
+    """A trial killed at a limit, with what it had measured: the steps it timed (figures from
+    them, marked partial), and where it was, so a user reads why and the search can size a
+    longer limit from it. The status stays the limit's."""
+    progress, now = seen
+    if progress is None:
+        return TrialResult(status=status, reason=reason + ", before it began its work")
+    steps = progress.kept_round()
+    metrics = pg.partial_metrics(progress)
+    kept = ""
+    if "samples_per_sec" in metrics:
+        kept = (f"; {len(steps)} timed step(s) kept: {metrics['samples_per_sec']:,.2f} samples/s "
+                "(partial)")
+    return TrialResult(
+        status=status, reason=f"{reason}, in {progress.describe(now)}{kept}",
+        metrics=metrics, step_times_s=steps,
+        info={"progress": {
+            "phase": progress.phase, "timed_steps": progress.timed_steps,
+            "rounds": len(progress.rounds), "warmup_times_s": progress.warmup_times_s,
+            "build_s": progress.build_s, "step_estimate_s": progress.step_estimate_s(now),
+            "elapsed_s": now - process_started_at,
+            # interpreter and torch imports before the work: part of what a limit must cover
+            "startup_s": max(0.0, progress.started_at - process_started_at),
+            "batch_size": progress.batch_size, "partial": bool(steps)}})
+
+
+def _publisher(placement_key: str, progress_path: Path) -> Any:
+    """Publish the trial's phase where the driver reads it (Ray's key-value store)."""
+    def publish() -> None:
+        progress = pg.read_progress(progress_path)
+        if progress is None:
+            return
+        try:
+            from ray.experimental import internal_kv
+
+            internal_kv._internal_kv_put(f"{placement_key}:progress",
+                                         progress.describe(time.time()).encode(), overwrite=True)
+        except Exception:  # noqa: BLE001, S110 - a progress line is a convenience
+            pass
+
+    return publish
 
 
 def _load_prctl() -> object | None:
@@ -205,6 +297,10 @@ def _child_setup(memory_limit_mb: int, core_set: list[int] | None) -> Any:
     def setup() -> None:
         if _PRCTL is not None:
             _PRCTL(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        try:  # Ray runs its workers niced (worker_niceness): the timed process must not be
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        except OSError:
+            pass  # not permitted (not root): the trial records the niceness it ran at
         if core_set:
             os.sched_setaffinity(0, core_set)
         try:
@@ -358,6 +454,8 @@ class RayExecutor:
             if address:
                 cluster.check_address(address)
             _absolute_pythonpath()  # local workers inherit it, from another working directory
+            if not address:  # Ray nices its workers (15); a trial measures at normal priority
+                os.environ.setdefault("RAY_worker_niceness", "0")
             try:
                 ray.init(address=address, runtime_env=runtime_env, include_dashboard=False,
                          log_to_driver=False, logging_level="ERROR", configure_logging=True)
@@ -491,12 +589,26 @@ class RayExecutor:
             item.node_id = found.decode() if found else ""
         return item.node_id
 
+    def progress(self, item: Submitted) -> str:
+        """Where a running trial is ("timed step 3 of 5, 55 s a step"), as its supervisor last
+        published it; "" before it did, or while it waits for room."""
+        if item.waiting or not item.placement_key:
+            return ""
+        try:
+            from ray.experimental import internal_kv
+
+            found = internal_kv._internal_kv_get(f"{item.placement_key}:progress")
+        except Exception:  # noqa: BLE001 - a progress line is a convenience
+            return ""
+        return found.decode() if found else ""
+
     def _forget(self, item: Submitted) -> None:
         if item.placement_key:
             try:
                 from ray.experimental import internal_kv
 
                 internal_kv._internal_kv_del(item.placement_key)
+                internal_kv._internal_kv_del(f"{item.placement_key}:progress")
             except Exception:  # noqa: BLE001, S110 - a stale key costs a few bytes
                 pass
 

@@ -85,6 +85,7 @@ class Timing:
     loader_start_s: float = 0.0
     stopped_by_time: bool = False
     pruned: bool = False  # stopped at screening: slower than the search's cut
+    stopped_by_deadline: bool = False  # the next step would not have ended before the deadline
 
 
 def time_steps(
@@ -94,13 +95,20 @@ def time_steps(
     synchronize: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.perf_counter,
     stop_above_step_s: float = math.inf,
+    deadline: float = math.inf,
+    reserve_s: Callable[[Timing], float] = lambda timing: 0.0,
+    on_step: Callable[[str, float], None] = lambda kind, seconds: None,
 ) -> Timing:
     """Warm-up steps, then timed steps until `timed_steps` or `max_timed_s` (at least
     `min_timed_steps`). Each step's time runs from the end of the previous step, so fetching the
     batch from the loader is inside it, as in a real training loop. `synchronize` waits for the
     device before each clock reading (a GPU step returns while its kernels still run).
     Screening: once `screen_s` of steps are timed (and at least `min_timed_steps`), a median
-    step slower than `stop_above_step_s` ends the timing there, `pruned`."""
+    step slower than `stop_above_step_s` ends the timing there, `pruned`.
+    Deadline (`clock` time): once a step is timed, no step starts that would, at the median
+    pace so far, end later than `deadline` minus `reserve_s(timing)` (the time the trial still
+    needs after timing, e.g. its guard): it stops there, `stopped_by_deadline`, instead of being
+    killed with nothing. `on_step(kind, seconds)` sees every step as it is timed."""
     timing = Timing()
     started = clock()
     iterator = batches()
@@ -122,14 +130,20 @@ def time_steps(
         synchronize()
         now = clock()
         timing.warmup_times_s.append(now - last)
+        on_step("warmup", now - last)
         last = now
     timed_start = last
     screened = settings.screen_s <= 0 or math.isinf(stop_above_step_s)
     while len(timing.step_times_s) < settings.timed_steps:
+        if (timing.step_times_s and not math.isinf(deadline) and last
+                + statistics.median(timing.step_times_s) > deadline - reserve_s(timing)):
+            timing.stopped_by_deadline = True
+            break
         step(next_batch())
         synchronize()
         now = clock()
         timing.step_times_s.append(now - last)
+        on_step("timed", now - last)
         last = now
         if (not screened and len(timing.step_times_s) >= settings.min_timed_steps
                 and now - timed_start >= settings.screen_s):

@@ -18,7 +18,7 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from tuner import cost, guard, hostlock, priors
+from tuner import cost, guard, hostlock, limits, priors
 from tuner import recovery as rc
 from tuner import report as rp
 from tuner import study as st
@@ -27,7 +27,7 @@ from tuner.knobs import numerics_key
 from tuner.space import Space
 from tuner.stores import Locations, ensure_local_folders, preflight, redact
 from tuner.strategy import SWEEP
-from tuner.trial import LOST, OOM, PRUNED, UNSUPPORTED, TrialConfig, TrialResult
+from tuner.trial import LOST, OOM, PRUNED, TIMEOUT, UNSUPPORTED, TrialConfig, TrialResult
 
 MAX_REUSED_IN_A_ROW = 10  # proposals of measured configs in a row before the space counts as spent
 FIRST_DONE = "first_enqueued"  # study attr: the configs given to this search were queued
@@ -40,7 +40,7 @@ SYNC_RETRY_S = float(os.environ.get("TUNER_MLFLOW_RETRY_S", "30"))
 INFO_KEPT = ("note", "node_id", "hostname", "env_set", "versions", "memory_limit_mb",
              "pinned_cores", "affinity", "preloaded", "torch_threads", "interop_threads",
              "placement", "memory_policy", "scenario", "gpu", "gpu_ids", "started_at",
-             "ended_at", "device", "cpu_features", "gpu_capability")
+             "ended_at", "device", "cpu_features", "gpu_capability", "niceness", "progress")
 # at the end, how long to wait for an unreachable MLflow to answer again before giving up
 FINAL_SYNC_WAIT_S = float(os.environ.get("TUNER_MLFLOW_WAIT_S", "30"))
 
@@ -63,7 +63,9 @@ class _Running:
     role: str
     key: str
     run_id: str | None
+    item: Any = None  # the executor's handle: where to read the trial's progress
     started: float = field(default_factory=time.monotonic)
+    time_limit_s: float = 0.0
 
 
 class Search:
@@ -211,7 +213,8 @@ class Search:
                     and not st.baseline_queued(self.study)):  # a lost baseline is re-queued
                 raise SearchAborted(
                     "the baseline trial failed, so there is nothing to compare against: "
-                    + (rp.failure_lines(rp.rows(self.study))[-1:] or ["see MLflow"])[0])
+                    + (rp.failure_lines(rp.rows(self.study))[-1:] or ["see MLflow"])[0]
+                    + self._baseline_limit_hint())
         self._queue_priors()
         queued = st.enqueue_first(self.study, self.space, self.first, FIRST_DONE)
         queued += st.enqueue_try_first(self.study, self.space)
@@ -227,6 +230,15 @@ class Search:
             if not submitted:
                 break
             self._drain(submitted, until_empty=False)
+
+    def _baseline_limit_hint(self) -> str:
+        """For a baseline that ran out of time twice: the flag, with a limit to try."""
+        last = [row for row in rp.rows(self.study) if row.role == st.BASELINE][-1:]
+        if not last or last[0].status != TIMEOUT:
+            return ""
+        tried = self.study.user_attrs.get(st.BASELINE_LIMIT, self.space.trial.time_limit_s)
+        return (f"; give it more time: --set trial.time_limit_s={int(2 * tried)} (or fewer "
+                "steps: measure.timed_steps, a smaller workload)")
 
     def _queue_priors(self) -> None:
         """Known-good configs for the machine the baseline ran on, next (once per study)."""
@@ -282,7 +294,8 @@ class Search:
         for trial in self.study.get_trials(deepcopy=False):
             if trial.state == TrialState.RUNNING or (
                     trial.state.is_finished() and not rc.is_interrupted(trial)
-                    and st.DUPLICATE_OF not in trial.user_attrs):
+                    and st.DUPLICATE_OF not in trial.user_attrs
+                    and st.RUN_AGAIN not in trial.user_attrs):
                 counted += 1
         return counted
 
@@ -355,10 +368,13 @@ class Search:
         key = numerics_key(knobs)
         cached = st.guard_cache(self.study)
         run_guard = role == st.BASELINE or key not in cached
+        time_limit_s = self.space.trial.time_limit_s
+        if role == st.BASELINE:  # a baseline that ran out of time runs again with more
+            time_limit_s = max(time_limit_s, self.study.user_attrs.get(st.BASELINE_LIMIT, 0))
         config = TrialConfig(
             study=self.study_name, trial_number=trial.number, workload=self.space.workload,
             knobs=knobs, measure=self.space.measure, guard=self.space.guard.settings(run_guard),
-            time_limit_s=self.space.trial.time_limit_s, seed=self.space.guard.seed,
+            time_limit_s=time_limit_s, seed=self.space.guard.seed,
             memory_limit_mb=self.space.trial.memory_mb,
             memory_share=self.space.trial.max_concurrent,
             exclusive_cores=self.space.trial.max_concurrent > 1,
@@ -371,7 +387,8 @@ class Search:
         run_id = self._start_run(trial, knobs, tags)
         item = self.executor.submit(config)
         submitted.append(item)
-        self.running[trial.number] = _Running(trial, trial.number, knobs, role, key, run_id)
+        self.running[trial.number] = _Running(trial, trial.number, knobs, role, key, run_id,
+                                              item=item, time_limit_s=time_limit_s)
         again = f", retry of trial {retry}" if retry is not None else ""
         gpus = f", {item.gpus} GPU" if item.gpus else ""
         verb = "waits for room on the cluster" if item.waiting else "started"
@@ -457,11 +474,46 @@ class Search:
                      f"[{_duration(time.monotonic() - self.started)}]")
             return
         else:
+            if result.status == TIMEOUT and running.role == st.BASELINE:
+                self._plan_baseline_again(running, result)  # before closing: not counted
             # PRUNED, unlike FAIL, is seen by the sampler: it learns which choices and batch
             # sizes do not run
             self._close(trial_number, state=(TrialState.PRUNED if result.status in (UNSUPPORTED, OOM)
                                              else TrialState.FAIL))
         self.out(self._result_line(trial_number, running, result, metrics, violation))
+        if running.trial.user_attrs.get(st.RUN_AGAIN):
+            self._run_baseline_again(running)
+        self._warn_if_niced(result)
+
+    def _plan_baseline_again(self, running: _Running, result: TrialResult) -> None:
+        """The baseline ran out of time: unless it already ran again once, mark it to run again
+        (it then counts against no budget) with a limit sized from the steps it timed."""
+        if st.BASELINE_LIMIT in self.study.user_attrs:
+            return  # it had its second chance: the search stops, naming the flag
+        progress = result.info.get("progress", {})
+        limit = limits.derived_limit_s(progress, self.space.measure,
+                                       self.space.guard.settings(True), running.time_limit_s)
+        self.study.set_user_attr(st.BASELINE_LIMIT, limit)
+        running.trial.set_user_attr(st.RUN_AGAIN, limit)
+
+    def _run_baseline_again(self, running: _Running) -> None:
+        limit = running.trial.user_attrs[st.RUN_AGAIN]
+        step_s = running.trial.user_attrs.get(st.INFO, {}).get("progress", {}).get(
+            "step_estimate_s", 0.0)
+        seen = f" (a step took {_duration(step_s)} here)" if step_s else ""
+        st.enqueue_baseline(self.study, self.space)
+        self.to_run += 1  # the baseline again: one more trial for this search, not the budget's
+        self.out(f"  the baseline ran out of time{seen}: it runs again with a time limit of "
+                 f"{_duration(limit)} derived from what it measured (set trial.time_limit_s "
+                 "to choose the limit)")
+
+    def _warn_if_niced(self, result: TrialResult) -> None:
+        niceness = result.info.get("niceness", 0)
+        if niceness and not getattr(self, "_said_niced", False):
+            self._said_niced = True
+            self.out(f"warning: trial processes run at niceness {niceness} (inherited from Ray's "
+                     "workers; resetting it needs root): other work on the node preempts the "
+                     "timed steps. Start the Ray nodes with RAY_worker_niceness=0")
 
     def _close(self, trial_number: int, values: list[float] | None = None,
                state: TrialState | None = None) -> None:
@@ -621,9 +673,10 @@ class Search:
         for running in self.running.values():
             if now - running.started < PROGRESS_NOTE_S:
                 continue
+            phase = self.executor.progress(running.item) if running.item is not None else ""
             self.out(f"  trial {running.trial_number} still running: "
                      f"{_duration(now - running.started)} of its "
-                     f"{_duration(self.space.trial.time_limit_s)} limit")
+                     f"{_duration(running.time_limit_s)} limit" + (f"; {phase}" if phase else ""))
 
     # -- output --------------------------------------------------------------------------------
 

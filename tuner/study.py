@@ -48,6 +48,8 @@ UNSUPPORTED_CHOICES = "unsupported_choices"  # "knob=value" -> reason, learnt fr
 MEMORY_LIMITS = "memory_limits"  # numerics key -> [smallest batch that ran out of memory, trial]
 TRY_FIRST_DONE = "try_first_enqueued"
 CONFIRM_DONE = "confirmations_enqueued"
+BASELINE_LIMIT = "baseline_time_limit_s"  # study attr: the baseline ran out of time once
+RUN_AGAIN = "run_again_with_limit_s"  # trial attr: a baseline that ran out of time, run again
 
 
 def make_sampler(space: Space, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
@@ -214,13 +216,14 @@ def remember_unsupported(study: optuna.Study, choice: dict[str, Any], reason: st
 
 
 def remember_out_of_memory(study: optuna.Study, knobs: dict[str, Any], trial_number: int) -> None:
-    """A batch size that ran out of memory: the same numerics (device, dtype, layout, compile)
-    at this batch size or larger will too, so they are skipped from now on."""
+    """A batch size that ran out of memory: the same config at this batch size or larger will
+    too, so those are skipped from now on. Only those: any other knob (loader workers and
+    prefetch, the allocator, the layout, compile) changes memory as well."""
     batch = knobs.get("batch_size")
     if not isinstance(batch, int):
         return
     limits = dict(study.user_attrs.get(MEMORY_LIMITS, {}))
-    key = numerics_key(knobs)
+    key = _memory_key(knobs)
     if key not in limits or batch < limits[key][0]:
         limits[key] = [batch, trial_number]
         study.set_user_attr(MEMORY_LIMITS, limits)
@@ -229,11 +232,17 @@ def remember_out_of_memory(study: optuna.Study, knobs: dict[str, Any], trial_num
 def known_out_of_memory(study: optuna.Study, knobs: dict[str, Any]) -> str | None:
     """Why this config would run out of memory, judging by an earlier trial, or None."""
     batch = knobs.get("batch_size")
-    limit = study.user_attrs.get(MEMORY_LIMITS, {}).get(numerics_key(knobs))
+    limit = study.user_attrs.get(MEMORY_LIMITS, {}).get(_memory_key(knobs))
     if limit is None or not isinstance(batch, int) or batch < limit[0]:
         return None
-    return (f"batch_size={batch}: batch {limit[0]} already ran out of memory on the same device "
-            f"with the same numerics (trial {limit[1]})")
+    return (f"batch_size={batch}: batch {limit[0]} already ran out of memory with the rest of "
+            f"the config the same (trial {limit[1]})")
+
+
+def _memory_key(knobs: dict[str, Any]) -> str:
+    """A config less its batch size: configs that differ in the batch alone share it."""
+    return json.dumps({name: value for name, value in knobs.items() if name != "batch_size"},
+                      sort_keys=True, default=str)
 
 
 def baseline_trial(study: optuna.Study) -> FrozenTrial | None:

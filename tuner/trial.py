@@ -77,6 +77,9 @@ class TrialConfig:
     exclusive_cores: bool = False  # trials run side by side: pin each to cores of its own
     cache_dir: str = ""  # where a workload may cache what it builds once (trained weights)
     stop_below: float = 0.0  # samples/s: at screening, slower than this stops the trial
+    # when the supervisor kills the trial process (epoch seconds; set by the supervisor as it
+    # starts the process, 0 outside one): the process plans its measurement to end before it
+    deadline_epoch_s: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -100,6 +103,7 @@ class TrialConfig:
             exclusive_cores=raw.get("exclusive_cores", False),
             cache_dir=raw.get("cache_dir", ""),
             stop_below=raw.get("stop_below", 0.0),
+            deadline_epoch_s=raw.get("deadline_epoch_s", 0.0),
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
 import time
 import traceback
@@ -16,7 +17,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from tuner import progress as pg
 from tuner.trial import FAILED, OK, OOM, PRUNED, UNSUPPORTED, TrialConfig, TrialResult
+
+# Left between the end of the trial's work and its supervisor's kill: writing the result and
+# exiting take well under a second; the supervisor looks once a second.
+DEADLINE_MARGIN_S = 3.0
+SAFETY = 1.25  # estimates of what is left (another round, the guard) are padded by this
 
 
 def _versions() -> dict[str, str]:
@@ -29,14 +36,18 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def run_trial(config: TrialConfig) -> TrialResult:
-    """Apply the knobs, time the workload, run the guard. Raises on trial errors."""
+def run_trial(config: TrialConfig, log: pg.ProgressLog | None = None) -> TrialResult:
+    """Apply the knobs, time the workload, run the guard. Raises on trial errors. `log` gets
+    each phase and timed step as it happens (a trial killed at its limit keeps them)."""
+    log = log or pg.ProgressLog(None)
     from tuner.knobs import REGISTRY, Host, RunSetup
     from tuner.knobs.base import CPU_FEATURES, UnsupportedChoice
 
     info: dict[str, object] = {"pid": os.getpid(), "versions": _versions(),
                                # the process's cores, read before OpenMP binds its threads
-                               "affinity": sorted(os.sched_getaffinity(0))}
+                               "affinity": sorted(os.sched_getaffinity(0)),
+                               # 0 unless the supervisor could not undo a niced Ray worker's
+                               "niceness": os.getpriority(os.PRIO_PROCESS, 0)}
     started = time.perf_counter()
     host = Host.detect()
     info["worker_cpus"] = host.cpu_count
@@ -90,6 +101,8 @@ def run_trial(config: TrialConfig) -> TrialResult:
         return TrialResult(status=UNSUPPORTED, info=info, reason=(
             f"{name}={value}: applies to inference workloads; {config.workload.name} trains"))
     torch.manual_seed(config.seed)
+    log.phase(pg.BUILDING, started_at=time.time() - (time.perf_counter() - started),
+              batch_size=setup.batch_size, planned_steps=config.measure.timed_steps)
     build_started = time.perf_counter()
     run_class = InferRun if scenario == "infer" else TrainRun
     try:
@@ -101,7 +114,10 @@ def run_trial(config: TrialConfig) -> TrialResult:
     build_s = time.perf_counter() - build_started
     stop_above_step_s = (setup.batch_size / config.stop_below if config.stop_below > 0
                          else math.inf)
-    first, timing, stats, rounds, timed_s = _timed_rounds(run, config, stop_above_step_s)
+    deadline = _deadline(config)
+    reserve_s = _guard_reserve(config, setup.batch_size, build_s, run.compiled)
+    first, timing, stats, rounds, timed_s, left_noisy = _timed_rounds(
+        run, config, stop_above_step_s, log, deadline, reserve_s, build_s)
     first_warmup = first.warmup_times_s[0] if first.warmup_times_s else 0.0
     metrics = {
         "samples_per_sec": measure.samples_per_sec(setup.batch_size, stats.median_s),
@@ -112,7 +128,8 @@ def run_trial(config: TrialConfig) -> TrialResult:
         "warmup_s": sum(first.warmup_times_s),
         "measure_rounds": float(rounds),
         "timed_s": timed_s,  # every round's timed steps, the kept one and those timed again
-        "noisy": float(stats.cv > config.measure.max_cv),
+        "noisy": float(stats.cv > config.measure.max_cv
+                       or stats.count < config.measure.min_timed_steps),
         # compile happens in the first step; what it cost beyond a steady step is compile time
         "compile_s": (max(0.0, first_warmup - stats.median_s)
                       if run.compiled else 0.0),
@@ -140,6 +157,17 @@ def run_trial(config: TrialConfig) -> TrialResult:
     if timing.stopped_by_time:
         info["note"] = (f"timed {stats.count} of {config.measure.timed_steps} steps: "
                         f"max_timed_s={config.measure.max_timed_s} reached")
+    if timing.stopped_by_deadline:
+        info["note"] = (f"timed {stats.count} of {config.measure.timed_steps} steps: one more "
+                        "would not have ended before the trial's time limit"
+                        + (f" (fewer than measure.min_timed_steps={config.measure.min_timed_steps}:"
+                           " marked noisy)" if stats.count < config.measure.min_timed_steps
+                           else ""))
+    if left_noisy:
+        info["note"] = (f"noisy round (cv {stats.cv:.1%}) kept: no time for another round of "
+                        f"{config.measure.min_timed_steps} steps before the trial's time limit")
+    if config.guard.run:
+        log.phase(pg.GUARD)
     if config.guard.run and quality_of is not None:
         guard_started = time.perf_counter()  # the candidate's numerics on real labelled data
         quality = float(workload.quality(quality_of))
@@ -172,27 +200,79 @@ def _memory_policy() -> str:
     return "unknown"
 
 
-def _timed_rounds(run: Any, config: TrialConfig,
-                  stop_above_step_s: float) -> tuple[Any, Any, Any, int, float]:
+def _deadline(config: TrialConfig) -> float:
+    """The trial's end on this process's perf_counter clock, less a margin to write the result;
+    infinite outside a supervisor (no limit was set)."""
+    if config.deadline_epoch_s <= 0:
+        return math.inf
+    margin = max(DEADLINE_MARGIN_S, 0.02 * config.time_limit_s)
+    return time.perf_counter() + (config.deadline_epoch_s - time.time()) - margin
+
+
+def _guard_reserve(config: TrialConfig, batch_size: int, build_s: float,
+                   compiled: bool) -> Any:
+    """What the guard will need after the timed steps, from what timing has seen so far: a new
+    model (build_s), its own compile (a compiled model compiles again for the guard's batch),
+    and steps + 1 steps at the guard's batch size (at least a tenth of a timed step each)."""
+    if not config.guard.run:
+        return lambda timing: 0.0
+    ratio = max(config.guard.batch_size / max(batch_size, 1), 0.1)
+
+    def reserve_s(timing: Any) -> float:
+        steps = timing.step_times_s or timing.warmup_times_s[-1:]
+        step_s = statistics.median(steps) if steps else 0.0
+        compile_s = (max(0.0, timing.warmup_times_s[0] - step_s)
+                     if compiled and timing.warmup_times_s else 0.0)
+        return SAFETY * (build_s + compile_s + (config.guard.steps + 1) * step_s * ratio)
+
+    return reserve_s
+
+
+def _timed_rounds(run: Any, config: TrialConfig, stop_above_step_s: float,
+                  log: pg.ProgressLog, deadline: float, reserve_s: Any,
+                  build_s: float) -> tuple[Any, Any, Any, int, float, bool]:
     """Time the steps; while the step-time cv is above max_cv, time a fresh round (a noisy
-    neighbour passes, a frequency settles), up to `remeasure` more. Keeps the steadiest round:
-    its median is the trial's figure; the first round's warm-up holds the compile time."""
+    neighbour passes, a frequency settles), up to `remeasure` more, each only if it can end
+    before the deadline with the guard's time left. Keeps the steadiest round: its median is
+    the trial's figure; the first round's warm-up holds the compile time. The last value says
+    a noisy round was kept for want of time."""
     from tuner import measure
 
     settings = config.measure
-    first = measure.time_steps(run.batches, run.step, settings, run.synchronize,
-                               stop_above_step_s=stop_above_step_s)
+
+    def one_round(stop_above: float = math.inf) -> Any:
+        log.phase(pg.WARMUP if settings.warmup_steps else pg.TIMING, build_s=build_s)
+        warmups = 0
+
+        def on_step(kind: str, seconds: float) -> None:
+            nonlocal warmups
+            log.step(kind, seconds)
+            if kind == "warmup":
+                warmups += 1
+                if warmups == settings.warmup_steps:
+                    log.phase(pg.TIMING)
+
+        return measure.time_steps(run.batches, run.step, settings, run.synchronize,
+                                  stop_above_step_s=stop_above, deadline=deadline,
+                                  reserve_s=reserve_s, on_step=on_step)
+
+    first = one_round(stop_above_step_s)
     best = (first, measure.step_stats(first.step_times_s))
     rounds = 1
     timed_s = sum(first.step_times_s)
+    left_noisy = False
     while best[1].cv > settings.max_cv and rounds <= settings.remeasure and not first.pruned:
-        timing = measure.time_steps(run.batches, run.step, settings, run.synchronize)
+        needed_s = (settings.warmup_steps + settings.min_timed_steps) * best[1].median_s
+        if time.perf_counter() + SAFETY * needed_s > deadline - reserve_s(best[0]):
+            left_noisy = True
+            break
+        timing = one_round()
         stats = measure.step_stats(timing.step_times_s)
         rounds += 1
         timed_s += sum(timing.step_times_s)
         if stats.cv < best[1].cv:
             best = (timing, stats)
-    return first, best[0], best[1], rounds, timed_s
+    return first, best[0], best[1], rounds, timed_s, left_noisy
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -220,10 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config_path, result_path = Path(args[0]), Path(args[1])
     config = TrialConfig.from_json(config_path.read_text(encoding="utf-8"))
+    log = pg.ProgressLog(result_path.with_name(pg.FILE_NAME))
     try:
-        result = run_trial(config)
+        result = run_trial(config, log)
     except BaseException as error:  # noqa: BLE001 - every failure is reported as data
         result = failure_result(error)
+    log.close()
     partial = result_path.with_suffix(".partial")
     partial.write_text(result.to_json(), encoding="utf-8")
     partial.replace(result_path)  # the executor never reads a half-written result
