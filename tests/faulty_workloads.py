@@ -138,3 +138,76 @@ class _SlowItems:
 
 def slowed(**options: Any) -> TinyCNN:
     return _Slowed(**options)
+
+
+@dataclass
+class _Stalls(TinyCNN):
+    """Steps of `step_s`, until call `healthy_calls`: then it hangs (a deadlock, a stuck
+    collective), after steps were timed."""
+
+    step_s: float = 0.3
+    healthy_calls: int = 4
+    calls: int = 0
+
+    def loss(self, output: Any, target: Any) -> Any:
+        self.calls += 1
+        time.sleep(self.step_s if self.calls <= self.healthy_calls else 3600)
+        return super().loss(output, target)
+
+
+def stalls(**options: Any) -> TinyCNN:
+    return _Stalls(**options)
+
+
+@dataclass
+class _Jittery(TinyCNN):
+    """Slow steps, alternately short and long: every round is noisy (cv 0.5)."""
+
+    short_s: float = 0.3
+    long_s: float = 0.9
+    calls: int = 0
+
+    def loss(self, output: Any, target: Any) -> Any:
+        self.calls += 1
+        time.sleep(self.long_s if self.calls % 2 else self.short_s)
+        return super().loss(output, target)
+
+
+def jittery(**options: Any) -> TinyCNN:
+    return _Jittery(**options)
+
+
+@dataclass
+class _SharesMemory(TinyCNN):
+    """A data set holding `shared_mb` of touched memory, which forked DataLoader workers share
+    with the trial process (as a data set read into memory is); slow steps, so the supervisor
+    looks at the group while the workers live."""
+
+    shared_mb: int = 500
+    step_s: float = 0.2
+
+    def dataset(self, num_samples: int, seed: int | None = None) -> Any:
+        import torch
+
+        return _Holding(super().dataset(num_samples, seed),
+                        torch.ones(self.shared_mb * 2**20, dtype=torch.uint8))
+
+    def loss(self, output: Any, target: Any) -> Any:
+        time.sleep(self.step_s)
+        return super().loss(output, target)
+
+
+class _Holding:
+    def __init__(self, inner: Any, held: Any) -> None:
+        self.inner = inner
+        self.held = held
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.inner[index]
+
+
+def shares_memory(**options: Any) -> TinyCNN:
+    return _SharesMemory(**options)

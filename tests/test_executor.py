@@ -6,14 +6,19 @@ trial process; test_search.py runs the same path through real Ray.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
 from trial_processes import run as _run
 from trial_processes import trial_config as _config
 
-from tuner.executor import trial_env
-from tuner.trial import CRASHED, FAILED, OK, OOM, TIMEOUT, UNSUPPORTED
+from tuner.executor import group_memory_mb, group_resident_mb, run_trial_process, trial_env
+from tuner.trial import (CRASHED, FAILED, OK, OOM, TIMEOUT, UNSUPPORTED, MeasureSettings,
+                         TrialResult)
 
 
 def test_measured_trial_reports_everything() -> None:
@@ -77,3 +82,71 @@ def test_hard_crash_is_reported_with_its_signal() -> None:
     result = _run(_config("faulty_workloads:aborts"))
     assert result.status == CRASHED
     assert "SIGABRT" in result.reason
+
+
+def test_noisy_slow_steps_that_cannot_be_timed_again_in_time_complete_noisy() -> None:
+    """Every round is noisy (steps of 0.3 s and 0.9 s in turn); five more rounds of 5 steps
+    would need ~15 s more than the 16-s limit leaves: the trial does not start a round it
+    cannot finish, keeps the noisy one, runs its guard and completes (before: killed)."""
+    measure = MeasureSettings(warmup_steps=1, timed_steps=4, min_timed_steps=4, max_timed_s=60,
+                              max_cv=0.10, remeasure=5)
+    result = _run(_config("faulty_workloads:jittery", time_limit_s=16, measure=measure))
+    assert result.status == OK, (result.reason, result.info.get("stderr_tail"))
+    assert result.metrics["noisy"] == 1 and result.metrics["measure_rounds"] < 6
+    assert "before the trial's time limit" in result.info["note"]
+    assert result.guard_loss is not None  # the guard's time was kept for it
+    assert result.info["wall_s"] < 16
+
+
+def test_a_trial_killed_at_its_limit_keeps_the_steps_it_timed() -> None:
+    """Three 0.3-s steps are timed, then the fourth hangs: killed at the limit, the trial is a
+    timeout that reports those steps, a partial figure from them, and where it was."""
+    measure = MeasureSettings(warmup_steps=1, timed_steps=10, min_timed_steps=2, max_timed_s=60)
+    result = _run(_config("faulty_workloads:stalls", time_limit_s=12, guard=False,
+                          measure=measure))
+    assert result.status == TIMEOUT
+    assert len(result.step_times_s) == 3 and all(s >= 0.3 for s in result.step_times_s)
+    assert result.metrics["samples_per_sec"] == pytest.approx(
+        16 / sorted(result.step_times_s)[1])
+    assert "time limit of 12 s, in timed step 4 of 10" in result.reason
+    assert "3 timed step(s) kept" in result.reason
+    progress = result.info["progress"]
+    assert progress["phase"] == "timing" and progress["timed_steps"] == 3
+    assert progress["startup_s"] > 0 and progress["elapsed_s"] >= 12
+
+
+def test_forked_loader_workers_sharing_memory_are_counted_once() -> None:
+    """A trial holding 800 MB that its 2 forked DataLoader workers share: its real footprint
+    (~1.5 GB with torch) fits a 2,200 MB cap, its summed resident size (what the cap used to
+    count, ~3.6 GB) does not."""
+    result = _run(_config("faulty_workloads:shares_memory", num_workers=2, guard=False,
+                          memory_limit_mb=2200, options={"shared_mb": 800}))
+    assert result.status == OK, (result.reason, result.info.get("stderr_tail"))
+    assert 800 < result.info["memory_peak_mb"] < 2200
+
+
+def test_memory_shared_by_forked_processes_is_counted_once() -> None:
+    """The counting itself, on a plain process group: 300 MB touched, then 2 forks that sleep."""
+    code = ("import os, time\nheld = bytearray(300 * 2**20)\nfor i in range(0, len(held), 4096):"
+            "\n    held[i] = 1\nfor _ in range(2):\n    if os.fork() == 0:\n        time.sleep(30)"
+            "\n        os._exit(0)\nprint('ready', flush=True)\ntime.sleep(30)\n")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        real, summed = group_memory_mb(process.pid), group_resident_mb(process.pid)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert summed > 900 and real < 420, (real, summed)
+
+
+def test_a_trial_under_ray_measures_at_normal_priority(ray_local) -> None:
+    """Ray runs its workers niced; the trial process it starts is reset to niceness 0."""
+    worker_niceness = ray_local.get(ray_local.remote(
+        lambda: os.getpriority(os.PRIO_PROCESS, 0)).remote())
+    result = TrialResult.from_dict(ray_local.get(
+        ray_local.remote(run_trial_process).options(num_cpus=1).remote(
+            _config(guard=False).to_json(), 120)))
+    assert result.status == OK, result.reason
+    assert result.info["niceness"] == 0, f"Ray's worker ran at {worker_niceness}"

@@ -90,3 +90,25 @@ def test_guard_violation() -> None:
     assert guard.violation(2.2896, 2.1664, 0.02, "relative") > 0
     assert guard.violation(1.5, 1.0, 0.6, "absolute") == pytest.approx(-0.1)
     assert guard.violation(math.nan, 1.0, 0.1, "relative") == math.inf
+
+
+def test_time_steps_stops_before_a_step_that_would_end_past_the_deadline() -> None:
+    """1-s steps from 2 s (the loader starts first), deadline at 8.5 s: the step that would end
+    at 9 s is not started; with 2 s reserved for what follows timing, it stops two steps
+    earlier. Never before one timed step."""
+    settings = MeasureSettings(warmup_steps=1, timed_steps=50, min_timed_steps=10,
+                               max_timed_s=1e9)
+    timing = measure.time_steps(lambda: iter(range(100)), lambda _: None, settings,
+                                clock=_fake_clock(1.0), deadline=8.5)
+    assert timing.stopped_by_deadline and not timing.stopped_by_time
+    assert len(timing.warmup_times_s) == 1 and len(timing.step_times_s) == 5  # ends at 8 s
+    reserved = measure.time_steps(lambda: iter(range(100)), lambda _: None, settings,
+                                  clock=_fake_clock(1.0), deadline=8.5,
+                                  reserve_s=lambda timing: 2.0)
+    assert len(reserved.step_times_s) == 3
+    seen = []
+    late = measure.time_steps(lambda: iter(range(100)), lambda _: None, settings,
+                              clock=_fake_clock(1.0), deadline=0.5,
+                              on_step=lambda kind, s: seen.append(kind))
+    assert len(late.step_times_s) == 1 and late.stopped_by_deadline  # one step, whatever it costs
+    assert seen == ["warmup", "timed"]

@@ -105,9 +105,9 @@ def run_trial_process(config_json: str, time_limit_s: float,
                 preexec_fn=_child_setup(memory_limit_mb, core_set),  # noqa: PLW1509 - syscalls only
             )
             try:
-                returncode, timed_out, memory_mb = _supervise(
-                    process, time_limit_s, memory_limit_mb,
-                    _publisher(placement_key, progress_path) if placement_key else None)
+                watch = _Watch(memory_limit_mb,
+                               _publisher(placement_key, progress_path) if placement_key else None)
+                returncode, timed_out, memory_mb = _supervise(process, time_limit_s, watch)
             finally:
                 _kill_group(process)  # DataLoader workers or compile workers left behind
                 if core_set is not None:
@@ -129,6 +129,7 @@ def run_trial_process(config_json: str, time_limit_s: float,
     result.info.update({
         "env_set": explicit,
         "memory_limit_mb": memory_limit_mb,
+        "memory_peak_mb": round(watch.peak_mb, 1),  # as the cap counts it, at 1-s looks
         "pinned_cores": core_set or [],
         "placement": "; ".join(placement_notes),
         "node_id": _node_id(),
@@ -148,14 +149,33 @@ def default_memory_limit_mb(share: int) -> int:
     return max(256, int(total_mb * MEMORY_SHARE_OF_NODE / max(1, share)))
 
 
-def _supervise(process: subprocess.Popen[bytes], time_limit_s: float, memory_limit_mb: int,
-               publish: Any = None) -> tuple[int, bool, float | None]:
+@dataclass
+class _Watch:
+    """What the supervisor checks once a second besides the clock: the memory the trial's
+    processes really use (and its peak), and its phase for the driver (every few seconds)."""
+
+    memory_limit_mb: int
+    publish: Any = None
+    peak_mb: float = 0.0
+    published: float = 0.0
+
+    def over_memory(self, pgid: int) -> float | None:
+        used_mb = group_memory_mb(pgid)
+        self.peak_mb = max(self.peak_mb, used_mb)
+        return used_mb if used_mb > self.memory_limit_mb else None
+
+    def maybe_publish(self) -> None:
+        if self.publish is not None and time.monotonic() - self.published >= PROGRESS_EVERY_S:
+            self.published = time.monotonic()
+            self.publish()
+
+
+def _supervise(process: subprocess.Popen[bytes], time_limit_s: float,
+               watch: _Watch) -> tuple[int, bool, float | None]:
     """Wait for the trial; kill its group at the time limit or when the memory it really uses
-    (all its processes: DataLoader workers too) passes the cap. `publish()` is called every few
-    seconds (the trial's phase, for the driver). Returns (returncode, timed out, MB in use when
-    killed for memory)."""
+    (all its processes: DataLoader workers too) passes the cap. Returns (returncode, timed out,
+    MB in use when killed for memory)."""
     deadline = time.monotonic() + time_limit_s
-    published = time.monotonic()
     while True:
         try:
             return process.wait(timeout=max(0.0, min(POLL_S, deadline - time.monotonic()))), \
@@ -165,13 +185,11 @@ def _supervise(process: subprocess.Popen[bytes], time_limit_s: float, memory_lim
         if time.monotonic() >= deadline:
             _kill_group(process)
             return process.wait(), True, None
-        used_mb = group_memory_mb(process.pid)
-        if used_mb > memory_limit_mb:
+        used_mb = watch.over_memory(process.pid)
+        if used_mb is not None:
             _kill_group(process)
             return process.wait(), False, used_mb
-        if publish is not None and time.monotonic() - published >= PROGRESS_EVERY_S:
-            published = time.monotonic()
-            publish()
+        watch.maybe_publish()
 
 
 def group_memory_mb(pgid: int) -> float:
