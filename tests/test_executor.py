@@ -17,8 +17,7 @@ from trial_processes import run as _run
 from trial_processes import trial_config as _config
 
 from tuner.executor import group_memory_mb, group_resident_mb, run_trial_process, trial_env
-from tuner.trial import (CRASHED, FAILED, OK, OOM, TIMEOUT, UNSUPPORTED, MeasureSettings,
-                         TrialResult)
+from tuner.trial import CRASHED, FAILED, OK, OOM, TIMEOUT, UNSUPPORTED, MeasureSettings, TrialResult
 
 
 def test_measured_trial_reports_everything() -> None:

@@ -52,7 +52,7 @@ def test_a_baseline_out_of_time_runs_again_with_a_limit_from_its_steps(
     assert "progress" in first.user_attrs[st.INFO]  # what the limit was sized from, kept
     assert again.state == TrialState.COMPLETE and again.user_attrs[st.STATUS] == "ok"
     assert again.user_attrs[st.METRICS]["samples_per_sec"] > 0
-    assert (f"the baseline ran out of time" in out
+    assert ("the baseline ran out of time" in out
             and f"runs again with a time limit of {limit // 60:.0f}m00s" in out), out
     assert re.search(rf"trial {again.number} started \(baseline, \d CPUs, limit "
                      rf"{limit // 60:.0f}m00s\)", out), out

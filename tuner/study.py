@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import UserError
-from tuner.knobs import REGISTRY, numerics_key
+from tuner.knobs import REGISTRY
 from tuner.space import Space
 from tuner.strategy import SWEEP, Measured, next_sweep_configs
 from tuner.trial import OK, OOM, PRUNED, UNSUPPORTED
