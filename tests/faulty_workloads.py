@@ -123,9 +123,13 @@ class _Slowed(TinyCNN):
 
 
 class _SlowItems:
-    def __init__(self, inner: Any, delay_s: float) -> None:
+    """A data set's items, each `delay_s` late; `held`: memory the data set keeps (shared with
+    forked loader workers)."""
+
+    def __init__(self, inner: Any, delay_s: float, held: Any = None) -> None:
         self.inner = inner
         self.delay_s = delay_s
+        self.held = held
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -189,24 +193,12 @@ class _SharesMemory(TinyCNN):
     def dataset(self, num_samples: int, seed: int | None = None) -> Any:
         import torch
 
-        return _Holding(super().dataset(num_samples, seed),
-                        torch.ones(self.shared_mb * 2**20, dtype=torch.uint8))
+        return _SlowItems(super().dataset(num_samples, seed), 0.0,
+                          held=torch.ones(self.shared_mb * 2**20, dtype=torch.uint8))
 
     def loss(self, output: Any, target: Any) -> Any:
         time.sleep(self.step_s)
         return super().loss(output, target)
-
-
-class _Holding:
-    def __init__(self, inner: Any, held: Any) -> None:
-        self.inner = inner
-        self.held = held
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.inner[index]
 
 
 def shares_memory(**options: Any) -> TinyCNN:
