@@ -7,6 +7,11 @@ tuner-reported / plain-measured samples/sec. Close to 1.0 means the tuner's numb
 taken at face value.
 
     python benchmarks/fidelity.py --study cpu_train [--storage sqlite:///tuner-runs/optuna.db]
+    python benchmarks/fidelity.py --study cpu_train --paired 2 --skip-baseline
+
+`--paired N`: also N rounds of the best config measured alternately by the plain loop and by
+the tuner's own trial process (the node supervisor, as a search runs it; no guard), so the
+machine's drift between the search and this script is not read as a difference of the loops.
 """
 
 from __future__ import annotations
@@ -100,6 +105,8 @@ def main() -> None:
     parser.add_argument("--trial", type=int, nargs="*", default=[],
                         help="also re-measure these trial numbers (e.g. the best's runners-up)")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--paired", type=int, default=0,
+                        help="rounds of plain loop / tuner trial process, alternately, on the best")
     args = parser.parse_args()
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -129,6 +136,30 @@ def main() -> None:
         print(f"{label:<10} {trial.number:>5} {reported:>16.3f} {plain['samples_per_sec']:>16.3f} "
               f"{reported / plain['samples_per_sec']:>12.3f}  {knobs}  "
               f"({plain['steps']} steps, {time.monotonic() - started:.0f} s)", flush=True)
+    for round_number in range(1, args.paired + 1):
+        plain = measure_plain(best.user_attrs["knobs"], workload, args.warmup, args.steps,
+                              args.max_seconds)
+        tuner = tuner_trial(best.user_attrs["knobs"], workload, study.user_attrs["space_source"])
+        print(f"paired round {round_number}: best (trial {best.number}) plain "
+              f"{plain['samples_per_sec']:.3f}, tuner trial process {tuner:.3f}, tuner/plain "
+              f"{tuner / plain['samples_per_sec']:.3f}", flush=True)
+
+
+def tuner_trial(knobs: dict, workload: dict, space_source: str) -> float:
+    """Samples/s of one trial process as a search runs it (the space's measure settings)."""
+    from tuner.executor import run_trial_process
+    from tuner.space import load_space
+    from tuner.trial import TrialConfig, TrialResult, WorkloadSpec
+
+    space = load_space(space_source)
+    config = TrialConfig(study="fidelity", trial_number=0,
+                         workload=WorkloadSpec(workload["name"], workload["options"]),
+                         knobs=knobs, measure=space.measure, guard=space.guard.settings(False),
+                         time_limit_s=space.trial.time_limit_s)
+    result = TrialResult.from_dict(run_trial_process(config.to_json(), config.time_limit_s))
+    if not result.ok:
+        raise SystemExit(f"the tuner's trial process did not measure: {result.reason}")
+    return result.metrics["samples_per_sec"]
 
 
 if __name__ == "__main__":
