@@ -37,6 +37,7 @@ def test_progress_is_read_back_with_the_steps_of_each_round(tmp_path: Path) -> N
     metrics = pg.partial_metrics(progress)
     assert metrics["samples_per_sec"] == pytest.approx(128 / 52.0)
     assert metrics["timed_steps"] == 3 and metrics["measure_rounds"] == 2
+    assert metrics["partial"] == 1
     assert pg.read_progress(tmp_path / "none.jsonl") is None
 
 

@@ -145,6 +145,7 @@ def partial_metrics(progress: Progress) -> dict[str, float]:
     median = statistics.median(steps)
     mean = statistics.fmean(steps)
     metrics.update({
+        "partial": 1.0,  # from a trial cut short: never ranked (its status is not ok)
         "step_time_median_s": median,
         "step_time_cv": statistics.pstdev(steps) / mean if len(steps) > 1 and mean > 0 else 0.0,
         "timed_steps": float(len(steps)),
