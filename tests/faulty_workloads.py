@@ -147,14 +147,17 @@ def slowed(**options: Any) -> TinyCNN:
 @dataclass
 class _Stalls(TinyCNN):
     """Steps of `step_s`, until call `healthy_calls`: then it hangs (a deadlock, a stuck
-    collective), after steps were timed."""
+    collective), or with `aborts` dies by SIGABRT, after steps were timed."""
 
     step_s: float = 0.3
     healthy_calls: int = 4
+    aborts: bool = False
     calls: int = 0
 
     def loss(self, output: Any, target: Any) -> Any:
         self.calls += 1
+        if self.calls > self.healthy_calls and self.aborts:
+            os.abort()
         time.sleep(self.step_s if self.calls <= self.healthy_calls else 3600)
         return super().loss(output, target)
 

@@ -114,6 +114,15 @@ def test_a_trial_killed_at_its_limit_keeps_the_steps_it_timed() -> None:
     assert progress["startup_s"] > 0 and progress["elapsed_s"] >= 12
 
 
+def test_a_trial_that_dies_after_timing_steps_keeps_them() -> None:
+    measure = MeasureSettings(warmup_steps=1, timed_steps=10, min_timed_steps=2, max_timed_s=60)
+    result = _run(_config("faulty_workloads:stalls", guard=False, measure=measure,
+                          options={"aborts": True}))
+    assert result.status == CRASHED and len(result.step_times_s) == 3
+    assert result.reason.startswith("trial process killed by SIGABRT, in timed step 4 of 10")
+    assert result.metrics["partial"] == 1 and result.metrics["samples_per_sec"] > 0
+
+
 def test_forked_loader_workers_sharing_memory_are_counted_once() -> None:
     """A trial holding 800 MB that its 2 forked DataLoader workers share: its real footprint
     (~1.5 GB with torch) fits a 2,200 MB cap, its summed resident size (what the cap used to

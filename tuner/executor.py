@@ -125,8 +125,10 @@ def run_trial_process(config_json: str, time_limit_s: float,
         elif result_path.exists():
             result = TrialResult.from_json(result_path.read_text(encoding="utf-8"))
         else:
-            result = TrialResult(status=_status_of_death(returncode),
-                                 reason=_reason_of_death(returncode, stderr_tail))
+            # died by itself (a signal, the kernel's OOM killer): what it timed is kept too
+            reason, last_words = _reason_of_death(returncode, stderr_tail)
+            result = killed_result(_status_of_death(returncode), reason,
+                                   read_progress_now(progress_path), started_at, last_words)
     result.info.update({
         "env_set": explicit,
         "memory_limit_mb": memory_limit_mb,
@@ -260,13 +262,14 @@ def read_progress_now(path: Path) -> tuple[pg.Progress | None, float]:
 
 
 def killed_result(status: str, reason: str, seen: tuple[pg.Progress | None, float],
-                  process_started_at: float) -> TrialResult:
-    """A trial killed at a limit, with what it had measured: the steps it timed (figures from
-    them, marked partial), and where it was, so a user reads why and the search can size a
-    longer limit from it. The status stays the limit's."""
+                  process_started_at: float, last_words: str = "") -> TrialResult:
+    """A trial killed at a limit (or dead by a signal), with what it had measured: the steps
+    it timed (figures from them, marked partial), and where it was, so a user reads why and
+    the search can size a longer limit from it. The status stays the limit's (or the death's);
+    `last_words`, the process's last stderr line, ends the reason."""
     progress, now = seen
     if progress is None:
-        return TrialResult(status=status, reason=reason + ", before it began its work")
+        return TrialResult(status=status, reason=reason + last_words)
     steps = progress.kept_round()
     metrics = pg.partial_metrics(progress)
     kept = ""
@@ -274,7 +277,7 @@ def killed_result(status: str, reason: str, seen: tuple[pg.Progress | None, floa
         kept = (f"; {len(steps)} timed step(s) kept: {metrics['samples_per_sec']:,.2f} samples/s "
                 "(partial)")
     return TrialResult(
-        status=status, reason=f"{reason}, in {progress.describe(now)}{kept}",
+        status=status, reason=f"{reason}, in {progress.describe(now)}{kept}{last_words}",
         metrics=metrics, step_times_s=steps,
         info={"progress": {
             "phase": progress.phase, "timed_steps": progress.timed_steps,
@@ -353,14 +356,15 @@ def _status_of_death(returncode: int) -> str:
     return CRASHED if returncode < 0 else FAILED
 
 
-def _reason_of_death(returncode: int, stderr_tail: str) -> str:
+def _reason_of_death(returncode: int, stderr_tail: str) -> tuple[str, str]:
+    """Why a trial process died without a result, and its last words (stderr's last line)."""
     last_line = next((line for line in reversed(stderr_tail.splitlines()) if line.strip()), "")
+    words = f": {last_line[:200]}" if last_line else ""
     if returncode < 0:
         name = signal.Signals(-returncode).name
         hint = " (likely out of memory)" if returncode == -signal.SIGKILL else ""
-        return f"trial process killed by {name}{hint}" + (f": {last_line[:200]}" if last_line else "")
-    return f"trial process exited with code {returncode} without a result" + (
-        f": {last_line[:200]}" if last_line else "")
+        return f"trial process killed by {name}{hint}", words
+    return f"trial process exited with code {returncode} without a result", words
 
 
 def _node_id() -> str:
