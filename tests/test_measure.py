@@ -104,7 +104,7 @@ def test_time_steps_stops_before_a_step_that_would_end_past_the_deadline() -> No
     assert len(timing.warmup_times_s) == 1 and len(timing.step_times_s) == 5  # ends at 8 s
     reserved = measure.time_steps(lambda: iter(range(100)), lambda _: None, settings,
                                   clock=_fake_clock(1.0), deadline=8.5,
-                                  reserve_s=lambda timing: 2.0)
+                                  reserve_s=lambda timing, pace_s: 2.0)
     assert len(reserved.step_times_s) == 3
     seen = []
     late = measure.time_steps(lambda: iter(range(100)), lambda _: None, settings,

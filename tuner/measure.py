@@ -96,7 +96,7 @@ def time_steps(
     clock: Callable[[], float] = time.perf_counter,
     stop_above_step_s: float = math.inf,
     deadline: float = math.inf,
-    reserve_s: Callable[[Timing], float] = lambda timing: 0.0,
+    reserve_s: Callable[[Timing, float], float] = lambda timing, pace_s: 0.0,
     on_step: Callable[[str, float], None] = lambda kind, seconds: None,
 ) -> Timing:
     """Warm-up steps, then timed steps until `timed_steps` or `max_timed_s` (at least
@@ -105,10 +105,11 @@ def time_steps(
     device before each clock reading (a GPU step returns while its kernels still run).
     Screening: once `screen_s` of steps are timed (and at least `min_timed_steps`), a median
     step slower than `stop_above_step_s` ends the timing there, `pruned`.
-    Deadline (`clock` time): once a step is timed, no step starts that would, at the median
-    pace so far, end later than `deadline` minus `reserve_s(timing)` (the time the trial still
-    needs after timing, e.g. its guard): it stops there, `stopped_by_deadline`, instead of being
-    killed with nothing. `on_step(kind, seconds)` sees every step as it is timed."""
+    Deadline (`clock` time): once a step is timed, no step starts that would, at the mean pace
+    so far, end later than `deadline` minus `reserve_s(timing, pace_s)` (the time the trial
+    still needs after timing, e.g. its guard): it stops there, `stopped_by_deadline`, instead
+    of being killed with nothing. `on_step(kind, seconds)` sees every step as it is timed.
+    What runs between two timed steps is counted in the next one: it must stay O(1)."""
     timing = Timing()
     started = clock()
     iterator = batches()
@@ -134,15 +135,18 @@ def time_steps(
         last = now
     timed_start = last
     screened = settings.screen_s <= 0 or math.isinf(stop_above_step_s)
+    timed_total_s = 0.0  # a running sum: the pace check costs O(1) between timed steps
     while len(timing.step_times_s) < settings.timed_steps:
-        if (timing.step_times_s and not math.isinf(deadline) and last
-                + statistics.median(timing.step_times_s) > deadline - reserve_s(timing)):
-            timing.stopped_by_deadline = True
-            break
+        if timing.step_times_s and not math.isinf(deadline):
+            pace_s = timed_total_s / len(timing.step_times_s)
+            if last + pace_s > deadline - reserve_s(timing, pace_s):
+                timing.stopped_by_deadline = True
+                break
         step(next_batch())
         synchronize()
         now = clock()
         timing.step_times_s.append(now - last)
+        timed_total_s += now - last
         on_step("timed", now - last)
         last = now
         if (not screened and len(timing.step_times_s) >= settings.min_timed_steps

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import sys
 import time
 import traceback
@@ -215,15 +214,13 @@ def _guard_reserve(config: TrialConfig, batch_size: int, build_s: float,
     model (build_s), its own compile (a compiled model compiles again for the guard's batch),
     and steps + 1 steps at the guard's batch size (at least a tenth of a timed step each)."""
     if not config.guard.run:
-        return lambda timing: 0.0
+        return lambda timing, pace_s: 0.0
     ratio = max(config.guard.batch_size / max(batch_size, 1), 0.1)
 
-    def reserve_s(timing: Any) -> float:
-        steps = timing.step_times_s or timing.warmup_times_s[-1:]
-        step_s = statistics.median(steps) if steps else 0.0
-        compile_s = (max(0.0, timing.warmup_times_s[0] - step_s)
+    def reserve_s(timing: Any, pace_s: float) -> float:  # between timed steps: O(1)
+        compile_s = (max(0.0, timing.warmup_times_s[0] - pace_s)
                      if compiled and timing.warmup_times_s else 0.0)
-        return SAFETY * (build_s + compile_s + (config.guard.steps + 1) * step_s * ratio)
+        return SAFETY * (build_s + compile_s + (config.guard.steps + 1) * pace_s * ratio)
 
     return reserve_s
 
@@ -263,7 +260,8 @@ def _timed_rounds(run: Any, config: TrialConfig, stop_above_step_s: float,
     left_noisy = False
     while best[1].cv > settings.max_cv and rounds <= settings.remeasure and not first.pruned:
         needed_s = (settings.warmup_steps + settings.min_timed_steps) * best[1].median_s
-        if time.perf_counter() + SAFETY * needed_s > deadline - reserve_s(best[0]):
+        if time.perf_counter() + SAFETY * needed_s > deadline - reserve_s(best[0],
+                                                                          best[1].median_s):
             left_noisy = True
             break
         timing = one_round()
