@@ -96,6 +96,7 @@ class Search:
         self.unlogged: set[int] = set()  # finished trials MLflow has not heard of yet
         self.mlflow_down_since: float | None = None
         self.last_mlflow_failure = 0.0
+        self.said_niced = False  # the niced-trial warning is given once
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -509,8 +510,8 @@ class Search:
 
     def _warn_if_niced(self, result: TrialResult) -> None:
         niceness = result.info.get("niceness", 0)
-        if niceness and not getattr(self, "_said_niced", False):
-            self._said_niced = True
+        if niceness and not self.said_niced:
+            self.said_niced = True
             self.out(f"warning: trial processes run at niceness {niceness} (inherited from Ray's "
                      "workers; resetting it needs root): other work on the node preempts the "
                      "timed steps. Start the Ray nodes with RAY_worker_niceness=0")
