@@ -97,6 +97,8 @@ def run_trial_process(config_json: str, time_limit_s: float,
         # hide compile cost from the user); each trial gets its own, deleted with the folder.
         env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(folder, "inductor-cache"))
         env["TRITON_CACHE_DIR"] = str(Path(folder, "triton-cache"))
+        watch = _Watch(memory_limit_mb,
+                       _publisher(placement_key, progress_path) if placement_key else None)
         with open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(
                 [*prefix, sys.executable, "-m", "tuner.worker", str(config_path),
@@ -106,8 +108,6 @@ def run_trial_process(config_json: str, time_limit_s: float,
                 preexec_fn=_child_setup(memory_limit_mb, core_set),  # noqa: PLW1509 - syscalls only
             )
             try:
-                watch = _Watch(memory_limit_mb,
-                               _publisher(placement_key, progress_path) if placement_key else None)
                 returncode, timed_out, memory_mb = _supervise(process, time_limit_s, watch)
             finally:
                 _kill_group(process)  # DataLoader workers or compile workers left behind
