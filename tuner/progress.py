@@ -9,13 +9,14 @@ the process). Plain files and the standard library only: both sides read and wri
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from tuner.measure import step_stats
 
 BUILDING, WARMUP, TIMING, GUARD = "building", "warm-up", "timing", "guard"
 FILE_NAME = "progress.jsonl"  # in the trial's folder, beside its result
@@ -82,7 +83,7 @@ class Progress:
         else the longest (as the trial itself keeps its steadiest round)."""
         candidates = [steps for steps in self.rounds if len(steps) >= 2]
         if candidates:
-            return min(candidates, key=_cv)
+            return min(candidates, key=lambda steps: step_stats(steps).cv)
         return max(self.rounds, key=len, default=[])
 
     def step_estimate_s(self, now: float) -> float:
@@ -153,23 +154,18 @@ def partial_metrics(progress: Progress) -> dict[str, float]:
                                  "model_build_s": progress.build_s}
     if not steps:
         return metrics
-    median = statistics.median(steps)
-    mean = statistics.fmean(steps)
+    stats = step_stats(steps)  # the same statistics a completed trial reports
     metrics.update({
         "partial": 1.0,  # from a trial cut short: never ranked (its status is not ok)
-        "step_time_median_s": median,
-        "step_time_cv": statistics.pstdev(steps) / mean if len(steps) > 1 and mean > 0 else 0.0,
+        "step_time_median_s": stats.median_s,
+        "step_time_iqr_s": stats.iqr_s,
+        "step_time_cv": stats.cv,
         "timed_steps": float(len(steps)),
         "measure_rounds": float(len(progress.rounds)),
     })
-    if progress.batch_size and median > 0:
-        metrics["samples_per_sec"] = progress.batch_size / median
+    if progress.batch_size and stats.median_s > 0:
+        metrics["samples_per_sec"] = progress.batch_size / stats.median_s
     return metrics
-
-
-def _cv(steps: list[float]) -> float:
-    mean = statistics.fmean(steps)
-    return statistics.pstdev(steps) / mean if mean > 0 else math.inf
 
 
 def _seconds(value: float) -> str:
