@@ -87,7 +87,7 @@ def measure_plain(knobs: dict, workload: dict, warmup: int, steps: int, max_seco
     allocator or OpenMP runtime preloaded, OMP/KMP variables), as the trial process ran: only
     the in-process loop is written out plainly. (Without it, a tcmalloc best measured 1.2-1.3x
     its plain loop: the allocator's effect, not the tuner's.)"""
-    from tuner.executor import trial_env
+    from tuner.node.supervisor import trial_env
 
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env.update(trial_env({}, knobs)[1])  # LD_PRELOAD, OMP_*/KMP_* of the allocator/runtime knobs
@@ -120,7 +120,7 @@ def main() -> None:
     study = optuna.load_study(study_name=args.study, storage=args.storage)
     workload = study.user_attrs.get("workload")
     if workload is None:  # studies from before the workload was stored: read their space file
-        from tuner.space import load_space
+        from tuner.driver.space import load_space
 
         spec = load_space(study.user_attrs["space_source"]).workload
         workload = {"name": spec.name, "options": spec.options}
@@ -154,8 +154,8 @@ def main() -> None:
 
 def tuner_trial(knobs: dict, workload: dict, space_source: str) -> float:
     """Samples/s of one trial process as a search runs it (the space's measure settings)."""
-    from tuner.executor import run_trial_process
-    from tuner.space import load_space
+    from tuner.driver.space import load_space
+    from tuner.node.supervisor import run_trial_process
     from tuner.trial import TrialConfig, TrialResult, WorkloadSpec
 
     space = load_space(space_source)

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from space_strategies import NASTY_TEXTS, VALID, documents, dump
 
-from tuner.cli import main as cli
+from tuner.driver.cli import main as cli
+from tuner.driver.space import SECTIONS, parse_space
 from tuner.errors import SpaceError
-from tuner.space import SECTIONS, parse_space
 
 
 class Tally:

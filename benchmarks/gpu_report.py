@@ -16,7 +16,7 @@ import sys
 
 import optuna
 
-from tuner import report as rp
+from tuner.driver import report as rp
 
 
 def _rows(study: str, storage: str) -> list[rp.Row]:

@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from tuner import guard
-from tuner.executor import run_trial_process
+from tuner.driver.search import results
+from tuner.driver.space import load_space
 from tuner.knobs import numerics_key
-from tuner.space import load_space
+from tuner.node.supervisor import run_trial_process
 from tuner.trial import TrialConfig, TrialResult
 
 SPACE = Path(__file__).resolve().parent.parent / "search_spaces" / "gpu_train.yaml"
@@ -98,7 +98,7 @@ def main() -> int:
             if number == 0:
                 base_sps, base_guard = result.metrics["samples_per_sec"], loss
             if loss is not None and base_guard is not None:
-                violation = guard.violation(loss, base_guard, space.guard.tolerance,
+                violation = results.violation(loss, base_guard, space.guard.tolerance,
                                             space.guard.mode)
         print(_line(label, result, base_sps, loss, violation, wall_s), flush=True)
         if number == 0 and not result.ok:

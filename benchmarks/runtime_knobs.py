@@ -26,9 +26,9 @@ from pathlib import Path
 
 import yaml
 
-from tuner.executor import run_trial_process
+from tuner.driver.space import load_space
 from tuner.knobs import REGISTRY
-from tuner.space import load_space
+from tuner.node.supervisor import run_trial_process
 from tuner.trial import GuardSettings, MeasureSettings, TrialConfig, TrialResult
 
 # The knobs that shape the process environment rather than the training step.

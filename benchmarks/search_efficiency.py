@@ -79,8 +79,8 @@ def larger_single_pass(workdir: Path) -> None:
     `tuner search` with the default search, and where its wall time went."""
     from optuna import load_study
 
-    from tuner import report as rp
-    from tuner.cli import main as tuner_main
+    from tuner.driver import report as rp
+    from tuner.driver.cli import main as tuner_main
 
     workdir.mkdir(parents=True, exist_ok=True)
     space_file = workdir / "efficiency_larger.yaml"
@@ -119,8 +119,8 @@ def grid_configs(space: Any) -> list[dict[str, Any]]:
 
 def measure_grid(space: Any, cache: Path) -> list[dict[str, Any]]:
     """Every config once, in a fresh trial process; cached (the slow part)."""
-    from tuner.executor import run_trial_process
     from tuner.knobs import numerics_key
+    from tuner.node.supervisor import run_trial_process
     from tuner.trial import TrialConfig
 
     done = json.loads(cache.read_text()) if cache.exists() else []
@@ -234,8 +234,8 @@ def replay(space: Any, configs: dict[str, Config], method: str, seed: int, budge
 
     import optuna
 
-    from tuner import priors
-    from tuner import study as st
+    from tuner.driver import priors
+    from tuner.driver import study as st
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name, start, use_priors, prune, confirmations, reuse = METHODS[method]
@@ -305,7 +305,7 @@ def run_to_run(space: Any, entries: list[dict[str, Any]], top: int, repeats: int
                cache: Path) -> dict[str, list[float]]:
     """The grid's `top` configs measured `repeats` more times each, in fresh trial processes
     (cached): how far one measurement is from the next, and whether the grid's best holds."""
-    from tuner.executor import run_trial_process
+    from tuner.node.supervisor import run_trial_process
     from tuner.trial import TrialConfig
 
     again: dict[str, list[float]] = json.loads(cache.read_text()) if cache.exists() else {}
@@ -410,7 +410,7 @@ def main() -> int:
         larger_single_pass(args.larger)
         return 0
 
-    from tuner.space import parse_space
+    from tuner.driver.space import parse_space
 
     space = parse_space(SPACE, source="search_efficiency.py")
     args.grid_cache.parent.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,7 @@ def run_round(folder: Path, study: str, kills: int, rng: random.Random) -> dict[
     (folder / "space.yaml").write_text(space_text(study), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests"),
            "TUNER_HOST_LOCK": str(folder / "host.lock")}
-    command = [sys.executable, "-m", "tuner.cli", "search", "--space", "space.yaml"]
+    command = [sys.executable, "-m", "tuner.driver.cli", "search", "--space", "space.yaml"]
     storage = f"sqlite:///{folder / 'tuner-runs' / 'optuna.db'}"
     completed_before: dict[int, float] = {}
     lost = 0

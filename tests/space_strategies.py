@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from hypothesis import strategies as hs
 
-from tuner.space import SECTIONS
+from tuner.driver.space import SECTIONS
 
 VALID: dict[str, Any] = {
     "study": "fuzz",

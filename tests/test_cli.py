@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import SPACES
 
-from tuner.cli import main
+from tuner.driver.cli import main
 
 GOOD = SPACES / "quick_train.yaml"
 
@@ -78,7 +78,7 @@ def test_bad_flags_are_refused_before_anything_starts(tmp_path: Path,
 
 
 def test_urls_are_shown_without_their_passwords() -> None:
-    from tuner.stores import redact
+    from tuner.driver.stores import redact
 
     assert redact("postgresql://tuner:s3cr%40t@db:5432/optuna") == "postgresql://tuner:***@db:5432/optuna"
     assert redact("http://me:pw@mlflow:5000") == "http://me:***@mlflow:5000"
@@ -115,16 +115,16 @@ def test_unusable_stores_are_one_line_and_write_nothing(
 
 
 def test_validate_and_the_real_entry_point(tmp_path: Path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "tuner.cli", "validate", str(GOOD)],
+    ok = subprocess.run([sys.executable, "-m", "tuner.driver.cli", "validate", str(GOOD)],
                         capture_output=True, text=True, cwd=tmp_path, check=False)
     assert ok.returncode == 0 and "ok: study quick_train" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "tuner.cli", "search", "--space",
+    bad = subprocess.run([sys.executable, "-m", "tuner.driver.cli", "search", "--space",
                           _bad_file(tmp_path, "knobs: [1")], capture_output=True, text=True,
                          cwd=tmp_path, check=False)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "YAML syntax error" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
-    flag = subprocess.run([sys.executable, "-m", "tuner.cli", "search", "--space", str(GOOD),
+    flag = subprocess.run([sys.executable, "-m", "tuner.driver.cli", "search", "--space", str(GOOD),
                            "--trials", "-3"], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert flag.returncode == 2 and "--trials" in flag.stderr

@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 from services import POSTGRES_URL_VAR, MlflowServer, Postgres, RayCluster, postgres_bin
 from sqlalchemy.engine import make_url
 
-from tuner.stores import redact
+from tuner.driver.stores import redact
 
 HEAD, WORKER = "tuner_head", "tuner_worker"  # each node's own custom resource
 
@@ -100,7 +100,7 @@ class Team:
             env["PGPASSWORD"] = url.password or ""
             storage = url.set(password=None).render_as_string(hide_password=False)
         return subprocess.Popen(
-            [sys.executable, "-m", "tuner.cli", "search", "--space", "space.yaml",
+            [sys.executable, "-m", "tuner.driver.cli", "search", "--space", "space.yaml",
              "--ray-address", self.ray.address, "--storage", storage,
              "--tracking-uri", self.mlflow.url, *extra],
             cwd=self.folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

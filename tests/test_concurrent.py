@@ -35,7 +35,7 @@ sampler: {name: random, seed: 1}
 
 def _search(folder: Path, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    return subprocess.Popen([sys.executable, "-m", "tuner.cli", "search", "--space", "space.yaml",
+    return subprocess.Popen([sys.executable, "-m", "tuner.driver.cli", "search", "--space", "space.yaml",
                              *extra], cwd=folder, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -85,7 +85,7 @@ def test_second_local_search_on_one_machine_is_refused(tmp_path: Path) -> None:
             if " started (" in line or not line:
                 break
         assert any(" started (" in line for line in lines), "".join(lines)
-        second = subprocess.run([sys.executable, "-m", "tuner.cli", "search", "--space",
+        second = subprocess.run([sys.executable, "-m", "tuner.driver.cli", "search", "--space",
                                  "space.yaml", "--study", "other"], cwd=tmp_path,
                                 env={**os.environ, "PYTHONPATH": str(TESTS)},
                                 capture_output=True, text=True, timeout=120, check=False)

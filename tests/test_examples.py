@@ -10,7 +10,7 @@ import shlex
 import yaml
 from conftest import ROOT
 
-from tuner.cli import _parser
+from tuner.driver.cli import _parser
 
 NIGHTLY = ROOT / "examples" / "nightly"
 CLUSTER = ROOT / "examples" / "cluster"
@@ -62,7 +62,7 @@ def test_cluster_examples_use_real_flags_and_keep_token_auth_on(monkeypatch) -> 
     nightly = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert {item["name"] for item in nightly["env"]} >= {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN"}
     monkeypatch.chdir(ROOT)  # the runtime_env's paths are the driver's, from the repository
-    from tuner.cluster import load_runtime_env
+    from tuner.driver.cluster import load_runtime_env
 
     runtime_env = load_runtime_env(str(CLUSTER / "runtime_env.yaml"))
     assert (ROOT / runtime_env["working_dir"] / "my_workload.py").is_file()

@@ -10,8 +10,8 @@ import optuna
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from tuner import study as st
-from tuner.cli import main
+from tuner.driver import study as st
+from tuner.driver.cli import main
 
 # faulty_workloads:chaos fails at its first step in the way its batch size picks.
 SPACE = """

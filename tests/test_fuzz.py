@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from space_strategies import NASTY_TEXTS, VALID, billion_laughs, documents, dump
 
-from tuner.cli import main
+from tuner.driver.cli import main
+from tuner.driver.space import Space, parse_space
 from tuner.errors import SpaceError
-from tuner.space import Space, parse_space
 
 
 def fast(examples: int) -> settings:

@@ -19,15 +19,16 @@ import yaml
 from conftest import SPACES
 from mlflow.tracking import MlflowClient
 
-from tuner import report as rp
-from tuner import study as st
-from tuner.cli import main
+from tuner.driver import report as rp
+from tuner.driver import study as st
+from tuner.driver.cli import main
+from tuner.driver.executors.base import unschedulable
+from tuner.driver.executors.ray import ClusterShape, RayExecutor
+from tuner.driver.space import parse_space
 from tuner.errors import SpaceError, UserError
-from tuner.executor import ClusterShape, RayExecutor, unschedulable
 from tuner.knobs import REGISTRY, Host, RunSetup
-from tuner.runner import TrainRun, configure_backends, make_loader
-from tuner.space import parse_space
 from tuner.trial import GuardSettings, MeasureSettings, TrialConfig, WorkloadSpec
+from tuner.worker.runner import TrainRun, configure_backends, make_loader
 from tuner.workloads.vision import tiny_cnn
 
 NO_GPU = Host(cpu_count=2)
@@ -105,7 +106,7 @@ def test_gradient_scaling_and_loader_options_run(tmp_path: Path) -> None:
 
 
 def test_a_cuda_out_of_memory_error_is_an_oom_trial(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tuner.worker import failure_result
+    from tuner.worker.run import failure_result
 
     monkeypatch.setenv("TUNER_MEMORY_LIMIT_MB", "19000")
     gpu = failure_result(torch.OutOfMemoryError(
@@ -234,6 +235,7 @@ def test_ray_runs_one_gpu_trial_per_gpu_and_cpu_trials_beside_them(ray_local) ->
     two CPUs: each CUDA trial gets GPU 0 in turn (never both at once: the second waits for
     room); the CPU trial runs beside the first, sees no GPU, and is measured."""
     executor = RayExecutor()
+    executor.start()
     assert executor.cluster_gpus == 1
     first, second, cpu = (executor.submit(_config(n, d))
                           for n, d in ((0, "cuda"), (1, "cuda"), (2, "cpu")))

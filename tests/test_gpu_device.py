@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuner.executor import run_trial_process
 from tuner.knobs import Host
 from tuner.knobs.base import RunSetup
-from tuner.runner import TrainRun
+from tuner.node.supervisor import run_trial_process
 from tuner.trial import GuardSettings, MeasureSettings, TrialConfig, TrialResult, WorkloadSpec
+from tuner.worker.runner import TrainRun
 from tuner.workloads.vision import tiny_cnn
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")

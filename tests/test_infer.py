@@ -14,9 +14,9 @@ from conftest import SPACES
 from mlflow.tracking import MlflowClient
 from trial_processes import run, trial_config
 
-from tuner import measure
-from tuner import study as st
-from tuner.cli import main
+from tuner import stats
+from tuner.driver import study as st
+from tuner.driver.cli import main
 from tuner.trial import UNSUPPORTED, WorkloadSpec
 
 needs_torchao = pytest.mark.skipif(util.find_spec("torchao") is None,
@@ -25,9 +25,9 @@ needs_torchao = pytest.mark.skipif(util.find_spec("torchao") is None,
 
 def test_percentile_interpolates_like_numpy() -> None:
     values = [4.0, 1.0, 3.0, 2.0]
-    assert measure.percentile(values, 50) == 2.5
-    assert measure.percentile(values, 0) == 1.0 and measure.percentile(values, 100) == 4.0
-    assert measure.percentile(values, 90) == pytest.approx(3.7)
+    assert stats.percentile(values, 50) == 2.5
+    assert stats.percentile(values, 0) == 1.0 and stats.percentile(values, 100) == 4.0
+    assert stats.percentile(values, 90) == pytest.approx(3.7)
 
 
 def test_quantizing_a_training_workload_is_skipped_with_its_reason() -> None:

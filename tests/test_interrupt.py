@@ -30,7 +30,7 @@ def _trial_processes() -> list[str]:
 def test_sigterm_closes_running_trial_and_kills_its_process(tmp_path: Path) -> None:
     (tmp_path / "space.yaml").write_text(SPACE, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    search = subprocess.Popen([sys.executable, "-m", "tuner.cli", "search", "--space",
+    search = subprocess.Popen([sys.executable, "-m", "tuner.driver.cli", "search", "--space",
                                "space.yaml"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

@@ -5,19 +5,22 @@ import math
 
 import pytest
 
-from tuner import cost, guard, measure
+from tuner import stats as step_statistics
+from tuner.driver import cost
+from tuner.driver.search import results
 from tuner.trial import MeasureSettings
+from tuner.worker import measure
 
 
 def test_step_stats() -> None:
-    stats = measure.step_stats([1.0, 2.0, 3.0, 4.0, 100.0])
+    stats = step_statistics.step_stats([1.0, 2.0, 3.0, 4.0, 100.0])
     assert stats.median_s == 3.0
     assert stats.iqr_s == pytest.approx(4.0 - 2.0)
     assert stats.count == 5
     assert stats.cv > 1.0  # one outlier makes it noisy
-    assert measure.step_stats([2.0]).cv == 0.0
+    assert step_statistics.step_stats([2.0]).cv == 0.0
     with pytest.raises(ValueError):
-        measure.step_stats([])
+        step_statistics.step_stats([])
 
 
 def _fake_clock(step_s: float):
@@ -86,10 +89,10 @@ def test_samples_per_sec_and_dollar() -> None:
 
 
 def test_guard_violation() -> None:
-    assert guard.violation(2.2, 2.2, 0.02, "relative") == pytest.approx(-0.02)
-    assert guard.violation(2.2896, 2.1664, 0.02, "relative") > 0
-    assert guard.violation(1.5, 1.0, 0.6, "absolute") == pytest.approx(-0.1)
-    assert guard.violation(math.nan, 1.0, 0.1, "relative") == math.inf
+    assert results.violation(2.2, 2.2, 0.02, "relative") == pytest.approx(-0.02)
+    assert results.violation(2.2896, 2.1664, 0.02, "relative") > 0
+    assert results.violation(1.5, 1.0, 0.6, "absolute") == pytest.approx(-0.1)
+    assert results.violation(math.nan, 1.0, 0.1, "relative") == math.inf
 
 
 def test_time_steps_stops_before_a_step_that_would_end_past_the_deadline() -> None:

@@ -19,7 +19,7 @@ from conftest import SPACES
 from mlflow.tracking import MlflowClient
 from services import MlflowServer
 
-from tuner.cli import main
+from tuner.driver.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

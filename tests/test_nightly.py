@@ -10,9 +10,9 @@ from pathlib import Path
 import optuna
 from mlflow.tracking import MlflowClient
 
-from tuner import nightly
-from tuner import study as st
-from tuner.cli import main
+from tuner.driver import nightly
+from tuner.driver import study as st
+from tuner.driver.cli import main
 from tuner.errors import REGRESSION_EXIT_CODE
 
 # A fixed 50 ms per step makes the batch size decide throughput (256 is ~10x 16) and keeps the
@@ -111,15 +111,14 @@ def test_a_second_run_of_a_night_that_is_still_running_is_refused(tmp_path: Path
 
     import pytest
 
-    from tuner import recovery as rc
+    from tuner.driver import recovery as rc
+    from tuner.driver.space import parse_space
     from tuner.errors import UserError
-    from tuner.space import parse_space
-    from tuner.stores import locations
 
     space = parse_space(SPACE, default_study="nightly_demo")
     study = optuna.create_study(study_name="nightly_demo.night.2026-11-23",
                                 storage=f"sqlite:///{tmp_path / 'o.db'}")
-    night = nightly.Nightly(space, locations(space, tmp_path / "w"), "2026-11-23")
+    night = nightly.Nightly(space, "2026-11-23")
     study.set_user_attr(rc.SESSION_PREFIX + "dead", {"host": "h", "pid": 1, "beat": 0.0,
                                                      "ended": False})
     night._refuse_overlap(study)  # a killed run's old heartbeat: no objection

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tuner import limits
 from tuner import progress as pg
+from tuner.driver import limits
 from tuner.trial import GuardSettings, MeasureSettings
 
 

@@ -18,8 +18,8 @@ from conftest import TESTS, live_trial_processes
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from tuner import recovery as rc
-from tuner import study as st
+from tuner.driver import recovery as rc
+from tuner.driver import study as st
 
 SPACE = """
 study: killed
@@ -37,7 +37,7 @@ KILLS = 3
 
 def _search(folder: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(TESTS), "TUNER_HOST_LOCK": str(folder / "lock")}
-    return subprocess.Popen([sys.executable, "-m", "tuner.cli", "search", "--space", "space.yaml"],
+    return subprocess.Popen([sys.executable, "-m", "tuner.driver.cli", "search", "--space", "space.yaml"],
                             cwd=folder, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -118,7 +118,7 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
 
 def test_a_trial_killed_between_its_result_and_its_tell_counts_as_interrupted(
         tmp_path: Path) -> None:
-    from tuner import report
+    from tuner.driver import report
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
     trial = study.ask()

@@ -10,7 +10,7 @@ import pytest
 from trial_processes import run, trial_config
 
 from tuner import runtime_libs
-from tuner.cli import main
+from tuner.driver.cli import main
 from tuner.trial import OK, UNSUPPORTED, TrialResult
 
 

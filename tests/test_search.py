@@ -10,8 +10,8 @@ from conftest import SPACES
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from tuner import study as st
-from tuner.cli import main
+from tuner.driver import study as st
+from tuner.driver.cli import main
 
 
 def _study(workdir: Path, name: str) -> optuna.Study:

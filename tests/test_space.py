@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from conftest import SPACES
 
+from tuner.driver.space import load_space, parse_space
 from tuner.errors import SpaceError
 from tuner.knobs import numerics_key
-from tuner.space import load_space, parse_space
 
 MINIMAL = """
 workload: tiny_cnn

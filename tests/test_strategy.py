@@ -7,10 +7,10 @@ from typing import Any
 
 import optuna
 
-from tuner import report as rp
-from tuner import study as st
-from tuner.space import parse_space
-from tuner.strategy import SWEEP, Measured, next_sweep_configs, sweep_length, sweep_values
+from tuner.driver import report as rp
+from tuner.driver import study as st
+from tuner.driver.space import parse_space
+from tuner.driver.strategy import SWEEP, Measured, next_sweep_configs, sweep_length, sweep_values
 
 SPACE = """
 workload: tiny_cnn

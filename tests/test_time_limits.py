@@ -12,9 +12,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tuner import search
-from tuner import study as st
-from tuner.cli import main
+from tuner.driver import study as st
+from tuner.driver.cli import main
+from tuner.driver.search import loop as search
 
 # every step (timed, warm-up, guard) sleeps 4 s: warm-up and one timed step alone pass 8 s
 SPACE = """

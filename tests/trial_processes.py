@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuner.executor import run_trial_process
+from tuner.node.supervisor import run_trial_process
 from tuner.trial import GuardSettings, MeasureSettings, TrialConfig, TrialResult, WorkloadSpec
 
 KNOBS = {"batch_size": 16, "num_workers": 0, "dtype": "fp32", "memory_format": "contiguous",

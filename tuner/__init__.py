@@ -1,8 +1,12 @@
 """tuner: search how a PyTorch job should run (batch, workers, dtype, memory format, compile,
 threads, ...) with Optuna, run each trial in a fresh process through Ray, record it in MLflow.
 
-Driver modules (space, study, executor, tracking, report, search, cli) never import torch;
-worker modules (worker, knobs, workloads, measure, guard) never import Optuna or MLflow.
+Three places code runs, one package each (docs/architecture.md):
+- `tuner.driver`: the `tuner` command; imports Optuna, Ray and MLflow, never torch.
+- `tuner.node`: the supervisor Ray runs on a node; starts and polices one trial process.
+- `tuner.worker`: the trial process itself; imports torch, never Optuna, MLflow or Ray.
+The modules at this level are their shared vocabulary: the trial contract (`trial`), errors,
+the knob and workload registries, the metric registry, step statistics, the progress file.
 """
 
 __version__ = "0.1.0"

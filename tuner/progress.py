@@ -16,12 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tuner.measure import step_stats
+from tuner.stats import step_stats
 
 BUILDING, WARMUP, TIMING, GUARD = "building", "warm-up", "timing", "guard"
 FILE_NAME = "progress.jsonl"  # in the trial's folder, beside its result
 WRITE_THROUGH_S = 0.05  # a step this long reaches the file at once
 BATCH_S = 0.5  # quicker steps reach it once they add up to this
+
+
+def progress_key(placement_key: str) -> str:
+    """Where a running trial's phase is published for the driver (Ray's key-value store)."""
+    return f"{placement_key}:progress"
 
 
 class ProgressLog:

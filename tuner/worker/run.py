@@ -12,12 +12,18 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tuner import metrics as mx
 from tuner import progress as pg
+from tuner.stats import StepStats, percentile, step_stats
 from tuner.trial import FAILED, OK, OOM, PRUNED, UNSUPPORTED, TrialConfig, TrialResult
+
+if TYPE_CHECKING:
+    from tuner.worker.runner import Run
 
 # Left between the end of the trial's work and its supervisor's kill: writing the result and
 # exiting take well under a second; the supervisor looks once a second.
@@ -38,33 +44,81 @@ def _versions() -> dict[str, str]:
 def run_trial(config: TrialConfig, log: pg.ProgressLog | None = None) -> TrialResult:
     """Apply the knobs, time the workload, run the guard. Raises on trial errors. `log` gets
     each phase and timed step as it happens (a trial killed at its limit keeps them)."""
-    log = log or pg.ProgressLog(None)
-    from tuner.knobs import REGISTRY, Host, RunSetup
-    from tuner.knobs.base import CPU_FEATURES, UnsupportedChoice
+    from tuner.knobs import Host
 
-    info: dict[str, object] = {"pid": os.getpid(), "versions": _versions(),
-                               # the process's cores, read before OpenMP binds its threads
-                               "affinity": sorted(os.sched_getaffinity(0)),
-                               # 0 unless the supervisor could not undo a niced Ray worker's
-                               "niceness": os.getpriority(os.PRIO_PROCESS, 0)}
+    log = log or pg.ProgressLog(None)
     started = time.perf_counter()
+    info = _process_info()
     host = Host.detect()
     info["worker_cpus"] = host.cpu_count
-    values = config.knobs
-    for name, value in values.items():
-        reason = REGISTRY[name].unsupported_reason(value, host, values)
+    refused = _unsupported_choice(config, host, info)
+    if refused is not None:
+        return refused
+    setup = _apply_knobs(config, host, info)
+    built = _build(config, setup, info, log, started)
+    if isinstance(built, TrialResult):
+        return built
+    workload, run, build_s = built
+    timed = _measure(config, setup, run, log, build_s)
+    metrics = _metrics(config, setup, run, timed, build_s)
+    result = TrialResult(status=OK, metrics=metrics, step_times_s=timed.timing.step_times_s,
+                         info=info)
+    if timed.timing.pruned:  # no guard, no peak figures beyond this point: it stops here
+        metrics["trial_process_s"] = time.perf_counter() - started
+        result.status = PRUNED
+        result.reason = (f"stopped after {sum(timed.timing.step_times_s):.1f} s of timed steps: "
+                         f"{metrics['samples_per_sec']:,.0f} samples/s, below the search's cut "
+                         f"of {config.stop_below:,.0f} (measure.prune_below x its best so far)")
+        return result
+    note = _note(config, timed)
+    if note:
+        info["note"] = note
+    if config.guard.run:
+        log.phase(pg.GUARD)
+        if run.scenario == "infer":
+            _quality_guard(result, workload, run, setup.batch_size)
+        else:
+            del run  # the guard builds its own model: this one's memory is not needed
+            _loss_guard(result, workload, setup, config)
+    from tuner.worker import measure
+
+    metrics["peak_rss_mb"] = measure.peak_rss_mb()
+    metrics["trial_process_s"] = time.perf_counter() - started
+    return result
+
+
+def _process_info() -> dict[str, Any]:
+    return {"pid": os.getpid(), "versions": _versions(),
+            # the process's cores, read before OpenMP binds its threads
+            "affinity": sorted(os.sched_getaffinity(0)),
+            # 0 unless the supervisor could not undo a niced Ray worker's
+            "niceness": os.getpriority(os.PRIO_PROCESS, 0)}
+
+
+def _unsupported_choice(config: TrialConfig, host: Any,
+                        info: dict[str, Any]) -> TrialResult | None:
+    """A choice this worker cannot run (no IPEX, no CUDA, no bf16): the trial ends here."""
+    from tuner.knobs import REGISTRY
+
+    for name, value in config.knobs.items():
+        reason = REGISTRY[name].unsupported_reason(value, host, config.knobs)
         if reason:
             info["unsupported_choice"] = {name: value}  # the driver skips it from now on
             return TrialResult(status=UNSUPPORTED, reason=reason, info=info)
+    return None
 
+
+def _apply_knobs(config: TrialConfig, host: Any, info: dict[str, Any]) -> Any:
+    """The knobs' setup and process settings, and what they came to in this process."""
     import torch
 
-    from tuner import guard, measure, runtime_libs
-    from tuner.runner import InferRun, TrainRun
-    from tuner.workloads import build_workload
+    from tuner import runtime_libs
+    from tuner.knobs import REGISTRY, RunSetup
+    from tuner.knobs.base import CPU_FEATURES
+    from tuner.worker import measure
 
     setup = RunSetup(device="cpu")
-    for name, value in values.items():
+    for name, value in config.knobs.items():
         REGISTRY[name].apply(value, setup)
     if setup.interop_threads is not None:  # before any inter-op work, or torch refuses
         torch.set_num_interop_threads(setup.interop_threads)
@@ -84,15 +138,29 @@ def run_trial(config: TrialConfig, log: pg.ProgressLog | None = None) -> TrialRe
         info["gpu"] = f"{host.gpu_name} (compute capability {host.gpu_capability[0]}." \
                       f"{host.gpu_capability[1]}, {measure.gpu_total_mb():,.0f} MB)"
         info["gpu_capability"] = list(host.gpu_capability)
-        info["versions"]["cuda"] = str(torch.version.cuda)  # type: ignore[index]
-        info["versions"]["cudnn"] = str(torch.backends.cudnn.version())  # type: ignore[index]
+        info["versions"]["cuda"] = str(torch.version.cuda)
+        info["versions"]["cudnn"] = str(torch.backends.cudnn.version())
+    return setup
+
+
+def _build(config: TrialConfig, setup: Any, info: dict[str, Any], log: pg.ProgressLog,
+           started: float) -> tuple[Any, Run, float] | TrialResult:
+    """The workload and its run (model, optimizer, loader, compile wrapper): (workload, run,
+    build seconds), or the result of a trial whose choice this workload cannot take."""
+    import torch
+
+    from tuner.knobs import REGISTRY
+    from tuner.knobs.base import UnsupportedChoice
+    from tuner.worker import measure
+    from tuner.worker.runner import InferRun, TrainRun
+    from tuner.workloads import build_workload
 
     if config.cache_dir:
         os.environ["TUNER_CACHE_DIR"] = config.cache_dir  # e.g. trained weights, built once
     workload = build_workload(config.workload)
     scenario = getattr(workload, "scenario", "train")
     info["scenario"] = scenario
-    inference_only = {name: value for name, value in values.items()
+    inference_only = {name: value for name, value in config.knobs.items()
                       if REGISTRY[name].inference_only and value != REGISTRY[name].default}
     if scenario != "infer" and inference_only:
         name, value = next(iter(inference_only.items()))
@@ -103,87 +171,109 @@ def run_trial(config: TrialConfig, log: pg.ProgressLog | None = None) -> TrialRe
     log.phase(pg.BUILDING, started_at=time.time() - (time.perf_counter() - started),
               batch_size=setup.batch_size, planned_steps=config.measure.timed_steps)
     build_started = time.perf_counter()
-    run_class = InferRun if scenario == "infer" else TrainRun
+    run_class: type[Run] = InferRun if scenario == "infer" else TrainRun
     try:
         run = run_class(workload, setup, num_batches=measure.batches_needed(config.measure),
                         batch_size=setup.batch_size)
     except UnsupportedChoice as error:
         info["unsupported_choice"] = error.choice
         return TrialResult(status=UNSUPPORTED, reason=error.reason, info=info)
-    build_s = time.perf_counter() - build_started
+    return workload, run, time.perf_counter() - build_started
+
+
+@dataclass
+class _Timed:
+    """The measurement: its first round (warm-up, compile), the kept round and its stats."""
+
+    first: Any
+    timing: Any
+    stats: StepStats
+    rounds: int
+    timed_s: float
+    left_noisy: bool  # a noisy round kept for want of time
+
+
+def _measure(config: TrialConfig, setup: Any, run: Run, log: pg.ProgressLog,
+             build_s: float) -> _Timed:
     stop_above_step_s = (setup.batch_size / config.stop_below if config.stop_below > 0
                          else math.inf)
-    deadline = _deadline(config)
     reserve_s = _guard_reserve(config, setup.batch_size, build_s, run.compiled)
-    first, timing, stats, rounds, timed_s, left_noisy = _timed_rounds(
-        run, config, stop_above_step_s, log, deadline, reserve_s, build_s)
+    return _Timed(*_timed_rounds(run, config, stop_above_step_s, log, _deadline(config),
+                                 reserve_s, build_s))
+
+
+def _metrics(config: TrialConfig, setup: Any, run: Run, timed: _Timed,
+             build_s: float) -> dict[str, float]:
+    from tuner.worker import measure
+
+    stats, first = timed.stats, timed.first
     first_warmup = first.warmup_times_s[0] if first.warmup_times_s else 0.0
     metrics = {
-        "samples_per_sec": measure.samples_per_sec(setup.batch_size, stats.median_s),
-        "step_time_median_s": stats.median_s,
-        "step_time_iqr_s": stats.iqr_s,
-        "step_time_cv": stats.cv,
-        "timed_steps": float(stats.count),
+        mx.SAMPLES_PER_SEC: measure.samples_per_sec(setup.batch_size, stats.median_s),
+        mx.STEP_TIME_MEDIAN_S: stats.median_s,
+        mx.STEP_TIME_IQR_S: stats.iqr_s,
+        mx.STEP_TIME_CV: stats.cv,
+        mx.TIMED_STEPS: float(stats.count),
         "warmup_s": sum(first.warmup_times_s),
-        "measure_rounds": float(rounds),
-        "timed_s": timed_s,  # every round's timed steps, the kept one and those timed again
-        "noisy": float(stats.cv > config.measure.max_cv
-                       or stats.count < config.measure.min_timed_steps),
+        mx.MEASURE_ROUNDS: float(timed.rounds),
+        "timed_s": timed.timed_s,  # every round's timed steps, the kept one and those again
+        mx.NOISY: float(stats.cv > config.measure.max_cv
+                        or stats.count < config.measure.min_timed_steps),
         # compile happens in the first step; what it cost beyond a steady step is compile time
-        "compile_s": (max(0.0, first_warmup - stats.median_s)
-                      if run.compiled else 0.0),
+        mx.COMPILE_S: max(0.0, first_warmup - stats.median_s) if run.compiled else 0.0,
         "model_build_s": build_s,
         "peak_rss_mb": measure.peak_rss_mb(),
         **measure.gpu_peak_memory_mb(setup.device),  # build, warm-up and timed steps
     }
-    quality_of = None
-    if scenario == "infer":
+    if run.scenario == "infer":
         for percent in (50, 90, 99):  # latency per batch, after warm-up
-            metrics[f"latency_p{percent}_ms"] = 1000 * measure.percentile(
-                timing.step_times_s, percent)
+            metrics[f"latency_p{percent}_ms"] = 1000 * percentile(
+                timed.timing.step_times_s, percent)
+    return metrics
 
-        def quality_of(inputs: Any) -> Any:  # in the timed batch size: no new shape to compile
-            # on the host, where the workload keeps its labels and reference outputs
-            return torch.cat([run.predict(chunk).cpu() for chunk in inputs.split(setup.batch_size)])
-    result = TrialResult(status=OK, metrics=metrics, step_times_s=timing.step_times_s, info=info)
-    if timing.pruned:  # no guard, no peak figures beyond this point: it stops here
-        metrics["trial_process_s"] = time.perf_counter() - started
-        result.status = PRUNED
-        result.reason = (f"stopped after {sum(timing.step_times_s):.1f} s of timed steps: "
-                         f"{metrics['samples_per_sec']:,.0f} samples/s, below the search's cut "
-                         f"of {config.stop_below:,.0f} (measure.prune_below x its best so far)")
-        return result
-    if timing.stopped_by_time:
-        info["note"] = (f"timed {stats.count} of {config.measure.timed_steps} steps: "
-                        f"max_timed_s={config.measure.max_timed_s} reached")
-    if timing.stopped_by_deadline:
-        info["note"] = (f"timed {stats.count} of {config.measure.timed_steps} steps: one more "
-                        "would not have ended before the trial's time limit"
-                        + (f" (fewer than measure.min_timed_steps={config.measure.min_timed_steps}:"
-                           " marked noisy)" if stats.count < config.measure.min_timed_steps
-                           else ""))
-    if left_noisy:
-        info["note"] = (f"noisy round (cv {stats.cv:.1%}) kept: no time for another round of "
-                        f"{config.measure.min_timed_steps} steps before the trial's time limit")
-    if config.guard.run:
-        log.phase(pg.GUARD)
-    if config.guard.run and quality_of is not None:
-        guard_started = time.perf_counter()  # the candidate's numerics on real labelled data
-        quality = float(workload.quality(quality_of))
-        result.guard_losses = [quality]
-        result.guard_loss = quality
-        metrics["quality"] = quality
-        metrics["guard_s"] = time.perf_counter() - guard_started
-    elif config.guard.run:
-        del run
-        guard_started = time.perf_counter()
-        losses = guard.guard_losses(workload, setup, config.guard)
-        result.guard_losses = losses
-        result.guard_loss = guard.guard_value(losses)
-        metrics["guard_s"] = time.perf_counter() - guard_started
-    metrics["peak_rss_mb"] = measure.peak_rss_mb()
-    metrics["trial_process_s"] = time.perf_counter() - started
-    return result
+
+def _note(config: TrialConfig, timed: _Timed) -> str:
+    """Why the kept round has fewer steps, or is noisy: for the user reading the trial."""
+    settings, stats = config.measure, timed.stats
+    if timed.left_noisy:
+        return (f"noisy round (cv {stats.cv:.1%}) kept: no time for another round of "
+                f"{settings.min_timed_steps} steps before the trial's time limit")
+    if timed.timing.stopped_by_deadline:
+        few = (f" (fewer than measure.min_timed_steps={settings.min_timed_steps}: marked "
+               "noisy)" if stats.count < settings.min_timed_steps else "")
+        return (f"timed {stats.count} of {settings.timed_steps} steps: one more would not have "
+                f"ended before the trial's time limit{few}")
+    if timed.timing.stopped_by_time:
+        return (f"timed {stats.count} of {settings.timed_steps} steps: "
+                f"max_timed_s={settings.max_timed_s} reached")
+    return ""
+
+
+def _quality_guard(result: TrialResult, workload: Any, run: Any, batch_size: int) -> None:
+    """An inference workload's quality on real labelled data, under the candidate's numerics,
+    in the timed batch size (no new shape to compile)."""
+    import torch
+
+    def quality_of(inputs: Any) -> Any:  # on the host: the workload keeps its labels there
+        return torch.cat([run.predict(chunk).cpu() for chunk in inputs.split(batch_size)])
+
+    guard_started = time.perf_counter()
+    quality = float(workload.quality(quality_of))
+    result.guard_losses = [quality]
+    result.guard_loss = quality
+    result.metrics["quality"] = quality
+    result.metrics["guard_s"] = time.perf_counter() - guard_started
+
+
+def _loss_guard(result: TrialResult, workload: Any, setup: Any, config: TrialConfig) -> None:
+    """A training workload's fixed experiment: its losses under the candidate's numerics."""
+    from tuner.worker import guard
+
+    guard_started = time.perf_counter()
+    losses = guard.guard_losses(workload, setup, config.guard)
+    result.guard_losses = losses
+    result.guard_loss = guard.guard_value(losses)
+    result.metrics["guard_s"] = time.perf_counter() - guard_started
 
 
 def _memory_policy() -> str:
@@ -233,7 +323,7 @@ def _timed_rounds(run: Any, config: TrialConfig, stop_above_step_s: float,
     before the deadline with the guard's time left. Keeps the steadiest round: its median is
     the trial's figure; the first round's warm-up holds the compile time. The last value says
     a noisy round was kept for want of time."""
-    from tuner import measure
+    from tuner.worker import measure
 
     settings = config.measure
 
@@ -254,7 +344,7 @@ def _timed_rounds(run: Any, config: TrialConfig, stop_above_step_s: float,
                                   reserve_s=reserve_s, on_step=on_step)
 
     first = one_round(stop_above_step_s)
-    best = (first, measure.step_stats(first.step_times_s))
+    best = (first, step_stats(first.step_times_s))
     rounds = 1
     timed_s = sum(first.step_times_s)
     left_noisy = False
@@ -265,7 +355,7 @@ def _timed_rounds(run: Any, config: TrialConfig, stop_above_step_s: float,
             left_noisy = True
             break
         timing = one_round()
-        stats = measure.step_stats(timing.step_times_s)
+        stats = step_stats(timing.step_times_s)
         rounds += 1
         timed_s += sum(timing.step_times_s)
         if stats.cv < best[1].cv:
@@ -319,6 +409,3 @@ def exit_now(code: int) -> None:
     sys.stderr.flush()
     os._exit(code)
 
-
-if __name__ == "__main__":
-    exit_now(main())

@@ -11,8 +11,8 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuner.driver.space import Space
 from tuner.errors import UserError
-from tuner.space import Space
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 SECRET_QUERY_KEYS = ("password", "passwd", "secret", "token", "key")

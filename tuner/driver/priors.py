@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tuner.space import Space
+    from tuner.driver.space import Space
 
 PRIOR = "prior"  # the trial role of a prior config
 

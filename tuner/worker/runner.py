@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch.utils.data import DataLoader
@@ -17,8 +17,27 @@ from torch.utils.data import DataLoader
 from tuner.knobs.base import RunSetup
 
 
+class Run(Protocol):
+    """What the measurement needs of a run, trained or inferred: batches to step through, one
+    step, a device sync before the clock is read, and whether the model was compiled."""
+
+    scenario: ClassVar[str]  # "train" or "infer"
+    compiled: bool
+
+    def __init__(self, workload: Any, setup: RunSetup, num_batches: int, batch_size: int,
+                 data_seed: int | None = None) -> None: ...
+
+    def batches(self) -> Iterator[Any]: ...
+
+    def step(self, batch: Any) -> Any: ...
+
+    def synchronize(self) -> None: ...
+
+
 class TrainRun:
     """A model, its optimizer and a data loader, ready to step."""
+
+    scenario: ClassVar[str] = "train"
 
     def __init__(self, workload: Any, setup: RunSetup, num_batches: int, batch_size: int,
                  data_seed: int | None = None) -> None:
@@ -79,9 +98,11 @@ class InferRun:
     """An inference workload's model in eval mode, quantized and compiled as the setup says,
     and a loader of real inputs; a step is one batch's forward under inference_mode."""
 
+    scenario: ClassVar[str] = "infer"
+
     def __init__(self, workload: Any, setup: RunSetup, num_batches: int, batch_size: int,
                  data_seed: int | None = None) -> None:
-        from tuner.quantization import quantize
+        from tuner.worker.quantization import quantize
 
         self.workload = workload
         self.setup = setup

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tuner.report import Row
+from tuner.driver.report import Row
 
 # An unreachable tracking server must cost seconds, not MLflow's default minutes of retries:
 # the search goes on and logs what it missed when the server is back.

@@ -16,7 +16,8 @@ import pytest
 from trial_processes import run as _run
 from trial_processes import trial_config as _config
 
-from tuner.executor import group_memory_mb, group_resident_mb, run_trial_process, trial_env
+from tuner.node.memory import group_memory_mb, group_resident_mb
+from tuner.node.supervisor import run_trial_process, trial_env
 from tuner.trial import CRASHED, FAILED, OK, OOM, TIMEOUT, UNSUPPORTED, MeasureSettings, TrialResult
 
 

@@ -1,25 +1,14 @@
 """The accuracy guard: a fixed experiment whose loss must stay near the baseline's.
 
-`guard_losses` runs in the trial process (torch); `violation` is plain arithmetic the driver
-uses to turn a guard loss into an Optuna constraint value (> 0 means rejected).
+The trial process's half: `guard_losses` runs the experiment, `guard_value` sums it up. The
+driver's half, the verdict against the baseline, is `tuner.driver.search.results.violation`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from tuner.trial import GuardSettings
-
-
-def violation(loss: float, reference: float, tolerance: float, mode: str) -> float:
-    """How far past the tolerance the loss moved; <= 0 is within it."""
-    if not math.isfinite(loss):
-        return math.inf
-    distance = abs(loss - reference)
-    if mode == "relative":
-        distance /= max(abs(reference), 1e-12)
-    return distance - tolerance
 
 
 def guard_value(losses: list[float]) -> float:
@@ -44,7 +33,7 @@ def guard_losses(workload: Any, setup: Any, settings: GuardSettings) -> list[flo
 
     import torch
 
-    from tuner.runner import TrainRun
+    from tuner.worker.runner import TrainRun
 
     guard_setup = dataclasses.replace(setup, num_workers=0)  # loading order cannot matter
     torch.manual_seed(settings.seed)

@@ -22,7 +22,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner import study as st
+from tuner.driver import study as st
+from tuner.errors import UserError
 from tuner.trial import LOST
 
 INTERRUPTED = "interrupted"  # status of a trial whose search stopped while it ran
@@ -189,3 +190,19 @@ def mark_session_ended(study: optuna.Study, session: str, how: str) -> None:
     attrs: dict[str, Any] = dict(study.user_attrs.get(SESSION_PREFIX + session, {}))
     attrs.update({"ended": True, "how": how})
     study.set_user_attr(SESSION_PREFIX + session, attrs)
+
+
+def open_study(where: Any, space: Any, study_name: str) -> tuple[Any, Any]:
+    """The study and its storage (heartbeats on); a storage that cannot be opened is a bad
+    --storage: one line, exit 2."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tuner.driver.stores import redact
+
+    try:
+        storage = open_storage(where.storage, space.trial.heartbeat_s, space.trial.grace_s)
+        return st.open_study(space, storage, study_name), storage
+    except (SQLAlchemyError, ImportError, OSError) as error:
+        first = (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
+        raise UserError(f"--storage: cannot open the study storage {redact(where.storage)}: "
+                        f"{type(error).__name__}: {first[:200]}") from None

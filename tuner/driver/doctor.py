@@ -75,7 +75,7 @@ def versions() -> dict[str, str]:
 
 
 def run_probe() -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "tuner.probe"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "tuner.worker.probe"], capture_output=True, text=True,
                           timeout=300, check=False)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -13,10 +13,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner import metrics as mx
+from tuner.driver.space import Space
+from tuner.driver.strategy import SWEEP, Measured, next_sweep_configs
 from tuner.errors import UserError
 from tuner.knobs import REGISTRY
-from tuner.space import Space
-from tuner.strategy import SWEEP, Measured, next_sweep_configs
 from tuner.trial import OK, OOM, PRUNED, UNSUPPORTED
 
 # user attribute names
@@ -78,7 +79,7 @@ def open_study(space: Space, storage: str | optuna.storages.BaseStorage,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         storage=storage, study_name=study_name, sampler=make_sampler(space),
-        directions=["maximize"] * len(space.objectives), load_if_exists=True,
+        directions=mx.directions(space.objectives), load_if_exists=True,
     )
     before = study.user_attrs.get(OBJECTIVES) or (
         [study.user_attrs[OBJECTIVE]] if OBJECTIVE in study.user_attrs else list(space.objectives))

@@ -1,7 +1,7 @@
 """Timing a trial: warm-up, then timed steps with the data loader inside the clock.
 
-Raw step times are kept; the statistics are median, IQR and coefficient of variation, as in
-torch.utils.benchmark. The statistics functions are pure so the driver and tests can use them.
+Raw step times are kept; their statistics (tuner.stats) are median, IQR and coefficient of
+variation, as in torch.utils.benchmark.
 """
 
 from __future__ import annotations
@@ -15,41 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.trial import MeasureSettings
-
-
-@dataclass(frozen=True)
-class StepStats:
-    median_s: float
-    iqr_s: float
-    cv: float  # standard deviation / mean; 0 for a single sample
-    count: int
-
-
-def step_stats(step_times_s: list[float]) -> StepStats:
-    """Median, inter-quartile range and coefficient of variation of raw step times."""
-    if not step_times_s:
-        raise ValueError("no step times to summarise")
-    times = sorted(step_times_s)
-    median = statistics.median(times)
-    if len(times) >= 2:
-        q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
-        mean = statistics.fmean(times)
-        cv = statistics.pstdev(times) / mean if mean > 0 else 0.0
-    else:
-        q1 = q3 = times[0]
-        cv = 0.0
-    return StepStats(median_s=median, iqr_s=q3 - q1, cv=cv, count=len(times))
-
-
-def percentile(values: list[float], percent: float) -> float:
-    """The `percent`-th percentile, linear between order statistics (numpy's default)."""
-    if not values:
-        raise ValueError("no values")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * percent / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def samples_per_sec(batch_size: int, median_step_s: float) -> float:
@@ -88,6 +53,32 @@ class Timing:
     stopped_by_deadline: bool = False  # the next step would not have ended before the deadline
 
 
+def _past_deadline(timing: Timing, timed_total_s: float, now: float, deadline: float,
+                   reserve_s: Callable[[Timing, float], float]) -> bool:
+    """Whether one more step, at the mean pace so far, would end after the deadline less what
+    the trial still needs."""
+    if not timing.step_times_s or math.isinf(deadline):
+        return False
+    pace_s = timed_total_s / len(timing.step_times_s)
+    return now + pace_s > deadline - reserve_s(timing, pace_s)
+
+
+class _Epochs:
+    """Batches without end: past the data's end, a new epoch (as a real loop does, inside the
+    step's time): measurement by time may take more steps than the data holds."""
+
+    def __init__(self, batches: Callable[[], Iterator[Any]]) -> None:
+        self.batches = batches
+        self.iterator = batches()
+
+    def next(self) -> Any:
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            self.iterator = self.batches()
+            return next(self.iterator)
+
+
 def time_steps(
     batches: Callable[[], Iterator[Any]],
     step: Callable[[Any], Any],
@@ -112,22 +103,11 @@ def time_steps(
     What runs between two timed steps is counted in the next one: it must stay O(1)."""
     timing = Timing()
     started = clock()
-    iterator = batches()
+    data = _Epochs(batches)
     timing.loader_start_s = clock() - started
-
-    def next_batch() -> Any:
-        """The next batch; past the data's end, a new epoch (as a real loop does, inside the
-        step's time): measurement by time may take more steps than the data holds."""
-        nonlocal iterator
-        try:
-            return next(iterator)
-        except StopIteration:
-            iterator = batches()
-            return next(iterator)
-
     last = clock()
     for _ in range(settings.warmup_steps):
-        step(next_batch())
+        step(data.next())
         synchronize()
         now = clock()
         timing.warmup_times_s.append(now - last)
@@ -137,12 +117,10 @@ def time_steps(
     screened = settings.screen_s <= 0 or math.isinf(stop_above_step_s)
     timed_total_s = 0.0  # a running sum: the pace check costs O(1) between timed steps
     while len(timing.step_times_s) < settings.timed_steps:
-        if timing.step_times_s and not math.isinf(deadline):
-            pace_s = timed_total_s / len(timing.step_times_s)
-            if last + pace_s > deadline - reserve_s(timing, pace_s):
-                timing.stopped_by_deadline = True
-                break
-        step(next_batch())
+        if _past_deadline(timing, timed_total_s, last, deadline, reserve_s):
+            timing.stopped_by_deadline = True
+            break
+        step(data.next())
         synchronize()
         now = clock()
         timing.step_times_s.append(now - last)

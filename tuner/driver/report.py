@@ -13,8 +13,10 @@ import yaml
 from optuna import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner import study as st
-from tuner.strategy import config_key
+from tuner import metrics as mx
+from tuner.driver import study as st
+from tuner.driver.strategy import config_key
+from tuner.trial import MeasureSettings
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,12 @@ def ranked(all_rows: list[Row], objective: str) -> list[Row]:
     a study has confirming trials, the best of them comes first, whatever a single unconfirmed
     measurement says (the best is reported from confirmed measurements only), and the first
     measurements of the configs they confirm are left out."""
-    def value(row: Row) -> float:
-        return row.metrics.get(objective, 0.0)
+    def best_first(row: Row) -> float:
+        return row.metrics.get(objective, 0.0) * mx.sort_key(objective)
 
     confirming = sorted((row for row in _measured(all_rows) if row.role == st.CONFIRM),
-                        key=value, reverse=True)
-    rest = sorted(confirming[1:] + unconfirmed(all_rows, objective), key=value, reverse=True)
+                        key=best_first)
+    rest = sorted(confirming[1:] + unconfirmed(all_rows, objective), key=best_first)
     return confirming[:1] + rest
 
 
@@ -116,7 +118,7 @@ def unconfirmed(all_rows: list[Row], objective: str) -> list[Row]:
     measured = _measured(all_rows)
     confirmed = {config_key(row.knobs) for row in measured if row.role == st.CONFIRM}
     rest = [row for row in measured if config_key(row.knobs) not in confirmed]
-    return sorted(rest, key=lambda row: row.metrics.get(objective, 0.0), reverse=True)
+    return sorted(rest, key=lambda row: row.metrics.get(objective, 0.0) * mx.sort_key(objective))
 
 
 def _measured(all_rows: list[Row]) -> list[Row]:
@@ -126,15 +128,17 @@ def _measured(all_rows: list[Row]) -> list[Row]:
 
 
 def pareto_front(all_rows: list[Row], objectives: tuple[str, ...]) -> list[Row]:
-    """Ranked trials no other ranked trial beats on every objective (both maximised), best
-    first on the first objective. One objective: the best trial alone."""
+    """Ranked trials no other ranked trial beats on every objective (each in its own
+    direction), best first on the first objective. One objective: the best trial alone."""
     candidates = ranked(all_rows, objectives[0])
     if len(objectives) < 2:
         return candidates[:1]
 
     def beats(a: Row, b: Row) -> bool:
-        pairs = [(a.metrics.get(name, 0.0), b.metrics.get(name, 0.0)) for name in objectives]
-        return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
+        pairs = [(a.metrics.get(name, 0.0), b.metrics.get(name, 0.0), name)
+                 for name in objectives]
+        return (all(mx.at_least_as_good(x, y, name) for x, y, name in pairs)
+                and any(x != y for x, y, _ in pairs))
 
     return [row for row in candidates if not any(beats(other, row) for other in candidates)]
 
@@ -178,7 +182,7 @@ def changes(knobs: dict[str, Any], baseline: dict[str, Any] | None) -> str:
 
 
 def format_table(all_rows: list[Row], objective: str, top: int = 10,
-                 max_cv: float = 0.10, currency: str = "USD",
+                 max_cv: float = MeasureSettings.max_cv, currency: str = "USD",
                  objectives: tuple[str, ...] = ()) -> str:
     base = baseline_row(all_rows)
     best = ranked(all_rows, objective)[:top]
@@ -211,20 +215,7 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
             f"{m.get('samples_per_dollar', 0.0):>12,.0f} {cv * 100:>5.1f}%{noisy} "
             f"{columns}{changes(row.knobs, base.knobs if base else None)}{_confirming(row)}"
         )
-    rejected = [row for row in all_rows if row.status == "ok" and row.violation > 0]
-    failures = Counter(row.status for row in all_rows if row.status != "ok")
-    measured = [r for r in all_rows if r.feasible and r.duplicate_of is None and not r.noisy]
-    summary = [f"{len(all_rows)} trials: {len(measured)} measured"]
-    noisy = [r for r in all_rows if r.feasible and r.duplicate_of is None and r.noisy]
-    if noisy:
-        summary.append(f"{len(noisy)} too noisy to rank (cv above {max_cv:.0%} after re-measuring)")
-    reused = [r for r in all_rows if r.duplicate_of is not None]
-    if reused:
-        summary.append(f"{len(reused)} reused (same config as an earlier trial)")
-    if rejected:
-        summary.append(f"{len(rejected)} rejected by the accuracy guard")
-    summary += [f"{count} {status}" for status, count in sorted(failures.items())]
-    lines.append(", ".join(summary))
+    lines.append(count_line(all_rows, max_cv))
     if any(row.metrics.get("step_time_cv", 0.0) > max_cv for row in best):
         lines.append(f"! step-time cv above {max_cv:.0%}: timings noisy, re-measure before trusting")
     if front:
@@ -238,6 +229,24 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
         lines.append("failures by reason:")
         lines += [f"  {count:>3} x {text}" for text, count in by_reason]
     return "\n".join(lines)
+
+
+def count_line(all_rows: list[Row], max_cv: float) -> str:
+    """`14 trials: 12 measured, 2 unsupported`: what became of every trial."""
+    rejected = [row for row in all_rows if row.status == "ok" and row.violation > 0]
+    failures = Counter(row.status for row in all_rows if row.status != "ok")
+    measured = [r for r in all_rows if r.feasible and r.duplicate_of is None and not r.noisy]
+    summary = [f"{len(all_rows)} trials: {len(measured)} measured"]
+    noisy = [r for r in all_rows if r.feasible and r.duplicate_of is None and r.noisy]
+    if noisy:
+        summary.append(f"{len(noisy)} too noisy to rank (cv above {max_cv:.0%} after re-measuring)")
+    reused = [r for r in all_rows if r.duplicate_of is not None]
+    if reused:
+        summary.append(f"{len(reused)} reused (same config as an earlier trial)")
+    if rejected:
+        summary.append(f"{len(rejected)} rejected by the accuracy guard")
+    summary += [f"{count} {status}" for status, count in sorted(failures.items())]
+    return ", ".join(summary)
 
 
 def _confirming(row: Row) -> str:

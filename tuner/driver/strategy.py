@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.space import KnobSpace, Space, powers_of_two
+from tuner.driver.space import KnobSpace, Space, powers_of_two
 
 SWEEP = "sweep"  # the trial role of a sweep config
 MAX_RANGE_VALUES = 6  # an integer range is swept at this many values at most

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import NoReturn
 
 from tuner.errors import (
+    REGRESSION_EXIT_CODE,
     USAGE_EXIT_CODE,
     RecordsIncomplete,
     SearchAborted,
     UserError,
     one_line,
 )
-from tuner.nightly import REGRESSION_EXIT_CODE
 
 EPILOG = "Review trials with: mlflow ui --backend-store-uri sqlite:///tuner-runs/mlflow.db"
 
@@ -98,7 +98,7 @@ def _add_cluster(parser: argparse.ArgumentParser) -> None:
 
 def _review(tracking_uri: str, experiment: str) -> str:
     """Where to look at the search's MLflow records."""
-    from tuner.stores import redact
+    from tuner.driver.stores import redact
 
     if tracking_uri.startswith(("http:", "https:")):
         return f"review: open {redact(tracking_uri)} (experiment {experiment})"
@@ -126,7 +126,7 @@ def _positive_float(text: str) -> float:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from tuner.space import load_space
+    from tuner.driver.space import load_space
 
     space = load_space(args.space, args.set)
     knobs = ", ".join(f"{name} {knob.describe()}" for name, knob in space.knobs.items())
@@ -138,19 +138,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_nightly(args: argparse.Namespace) -> int:
-    from tuner.space import load_space
+    from tuner.driver.space import load_space
 
     space = load_space(args.space, args.set)
-    from tuner.cluster import load_runtime_env
-    from tuner.nightly import Nightly, parse_date
-    from tuner.stores import locations
+    from tuner.driver.cluster import load_runtime_env
+    from tuner.driver.executors.ray import RayExecutor
+    from tuner.driver.nightly import Nightly, parse_date
+    from tuner.driver.search import Search
+    from tuner.driver.stores import locations
 
     runtime_env = load_runtime_env(args.runtime_env)
     date = parse_date(args.date)
     where = locations(space, args.workdir, args.storage, args.tracking_uri)
-    night = Nightly(space, where, date, trials=args.trials, timeout_s=args.timeout,
-                    ray_address=args.ray_address, runtime_env=runtime_env)
-    outcome = night.run()
+    night = Nightly(space, date)
+    outcome = Search(space, where, RayExecutor(args.ray_address, runtime_env),
+                     study_name=night.study_name, trials=args.trials, timeout_s=args.timeout,
+                     experiment=space.study, hooks=night, start_tags=night.start_tags,
+                     run_name=night.run_name).run()
     print()
     print(outcome.table)
     verdict = night.judge(outcome)
@@ -169,18 +173,18 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from tuner.space import load_space
+    from tuner.driver.space import load_space
 
     space = load_space(args.space, args.set)
-    from tuner.cluster import load_runtime_env
-    from tuner.search import Search
-    from tuner.stores import locations
+    from tuner.driver.cluster import load_runtime_env
+    from tuner.driver.executors.ray import RayExecutor
+    from tuner.driver.search import Search
+    from tuner.driver.stores import locations
 
     runtime_env = load_runtime_env(args.runtime_env)
     where = locations(space, args.workdir, args.storage, args.tracking_uri)
-    outcome = Search(space, where, study_name=args.study, trials=args.trials,
-                     timeout_s=args.timeout, ray_address=args.ray_address,
-                     runtime_env=runtime_env).run()
+    outcome = Search(space, where, RayExecutor(args.ray_address, runtime_env),
+                     study_name=args.study, trials=args.trials, timeout_s=args.timeout).run()
     print()
     print(outcome.table)
     if outcome.best_path is not None:
@@ -195,14 +199,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_best(args: argparse.Namespace) -> int:
     import optuna
 
-    from tuner import report as rp
-    from tuner import study as st
+    from tuner import metrics as mx
+    from tuner.driver import report as rp
+    from tuner.driver import study as st
+    from tuner.trial import MeasureSettings
 
     storage = args.storage or f"sqlite:///{(args.workdir / 'optuna.db').resolve()}"
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
         raise UserError(f"--storage: no study storage at {storage.removeprefix('sqlite:///')}; "
                         "run `tuner search` first or pass --storage/--workdir")
-    from tuner.stores import check_storage_url, preflight_database
+    from tuner.driver.stores import check_storage_url, preflight_database
 
     check_storage_url(storage)
     preflight_database(storage, "--storage")
@@ -212,11 +218,11 @@ def _cmd_best(args: argparse.Namespace) -> int:
         raise UserError(f"--study: no study {args.study!r} in {storage}; "
                         f"studies there: {', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=args.study, storage=storage)
-    objective = study.user_attrs.get(st.OBJECTIVE, "samples_per_sec")
+    objective = study.user_attrs.get(st.OBJECTIVE, mx.SAMPLES_PER_SEC)
     objectives = tuple(study.user_attrs.get(st.OBJECTIVES, [objective]))
     rows = rp.rows(study)
     print(rp.format_table(rows, objective, top=args.top,
-                          max_cv=study.user_attrs.get(st.MAX_CV, 0.10),
+                          max_cv=study.user_attrs.get(st.MAX_CV, MeasureSettings.max_cv),
                           currency=study.user_attrs.get(st.CURRENCY, "USD"),
                           objectives=objectives))
     best = rp.best_config(rows, objective, args.study, objectives)
@@ -229,7 +235,7 @@ def _cmd_best(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from tuner.doctor import report
+    from tuner.driver.doctor import report
 
     print(report())
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuner.report import Row, baseline_row, pareto_front, ranked
+from tuner.driver.report import Row, baseline_row, pareto_front, ranked
 
 DEVICE_COLOURS = {"cpu": "tab:blue", "cuda": "tab:green"}
 
@@ -68,7 +68,7 @@ def importance_plot(study: Any, objective: str, path: Path) -> Path | None:
     import optuna
     from optuna.trial import TrialState
 
-    from tuner import study as st
+    from tuner.driver import study as st
 
     measured = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.user_attrs.get(st.STATUS) == "ok" and st.DUPLICATE_OF not in t.user_attrs]

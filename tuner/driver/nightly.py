@@ -16,9 +16,11 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner import report as rp
+from tuner import metrics as mx
+from tuner.driver import report as rp
+from tuner.driver.search.hooks import Extras, SearchHooks
+from tuner.driver.search.summary import Outcome
 from tuner.errors import REGRESSION_EXIT_CODE, UserError
-from tuner.search import Outcome, Search
 
 NIGHT = ".night."
 CHAMPION = "champion"  # role of last night's champion, re-measured tonight
@@ -121,38 +123,36 @@ def compare(tonight_rows: list[rp.Row], last_rows: list[rp.Row] | None, last_nig
     return Verdict("ok", lines, tonight, last, ratio)
 
 
-class Nightly(Search):
-    """Tonight's search of a space: a Search with its own study, warm-started, that ends with a
-    verdict against the last night."""
+class Nightly(SearchHooks):
+    """Tonight's part in a search of a space: its own study (`study_name`), warm-started from
+    earlier nights, ending with a verdict against the last night."""
 
-    def __init__(self, space: Any, where: Any, date: str, **kwargs: Any) -> None:
-        super().__init__(space, where, study_name=night_study(space.study, date),
-                         experiment=space.study, start_tags={"tuner.night": date}, **kwargs)
+    def __init__(self, space: Any, date: str) -> None:
+        self.space = space
         self.date = date
+        self.study_name = night_study(space.study, date)
         self.run_name = f"night-{date}"
+        self.start_tags = {"tuner.night": date}
         self.verdict: Verdict | None = None
         self.last_night: str | None = None
         self.last_rows: list[rp.Row] | None = None
 
-    def _open_study(self) -> Any:
+    def study_opened(self, study: Any, storage: Any) -> None:
         import optuna
 
-        study = super()._open_study()
         self._refuse_overlap(study)
-        for name in earlier_nights(self.storage, self.space.study, self.date):
-            rows = rp.rows(optuna.load_study(study_name=name, storage=self.storage))
+        for name in earlier_nights(storage, self.space.study, self.date):
+            rows = rp.rows(optuna.load_study(study_name=name, storage=storage))
             if rp.ranked(rows, self.space.objective):
                 self.last_night, self.last_rows = name, rows
                 break
-        self.first = self._warm_start()
-        return study
 
     def _refuse_overlap(self, study: Any) -> None:
         """Two runs of one night at once (a scheduler's retry while the first still runs, on a
         shared Ray cluster) would both measure tonight: the second is refused."""
         import time
 
-        from tuner import recovery as rc
+        from tuner.driver import recovery as rc
 
         for key, session in study.user_attrs.items():
             if not key.startswith(rc.SESSION_PREFIX) or not isinstance(session, dict):
@@ -164,7 +164,7 @@ class Nightly(Search):
                     f"running (host {session.get('host')}, pid {session.get('pid')}); wait for "
                     "it, or pass another --date")
 
-    def _warm_start(self) -> list[tuple[dict[str, Any], str]]:
+    def first_configs(self) -> list[tuple[dict[str, Any], str]]:
         """Last night's champion first, then the next best earlier configs that still fit the
         space (a knob or choice removed since makes a config unusable: it is left out)."""
         if self.last_rows is None or self.space.nightly.warm_start == 0:
@@ -185,7 +185,7 @@ class Nightly(Search):
                 break
         return picked
 
-    def _extras(self, outcome: Outcome) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
+    def summary_extras(self, outcome: Outcome) -> Extras:
         verdict = self.judge(outcome)
         tags = {"tuner.night": self.date, "tuner.verdict": verdict.status,
                 "tuner.previous_night": self.last_night or ""}
@@ -194,7 +194,7 @@ class Nightly(Search):
             tags["tuner.champion"] = rp.changes(verdict.tonight.knobs,
                                                 (rp.baseline_row(outcome.rows) or
                                                  verdict.tonight).knobs)
-            metrics["champion_speedup"] = verdict.tonight.metrics.get("speedup", 1.0)
+            metrics["champion_speedup"] = verdict.tonight.metrics.get(mx.SPEEDUP, 1.0)
             tags["tuner.champion_speedup"] = f"{metrics['champion_speedup']:.2f}x"
             metrics["champion_samples_per_sec"] = verdict.tonight.samples_per_sec
         if verdict.ratio is not None:

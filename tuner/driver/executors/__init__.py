@@ -1,0 +1,1 @@
+"""Executors: where trials run. `base.Executor` is the interface; `ray.RayExecutor` the default."""

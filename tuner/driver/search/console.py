@@ -1,0 +1,91 @@
+"""What a search says on the terminal: one line per trial started and finished, the running
+count, and warnings given once. Formatting only; it decides nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tuner import metrics as mx
+from tuner.driver import report as rp
+from tuner.trial import TrialResult
+
+
+def duration(seconds: float) -> str:
+    """`42s`, `4m15s`, `1h05m`: how long, at a glance."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class Console:
+    """The search's lines, through `out`; `once` keeps a warning from repeating."""
+
+    def __init__(self, out: Callable[[str], None], currency: str) -> None:
+        self.out = out
+        self.currency = currency
+        self.started = time.monotonic()
+        self._said: set[str] = set()
+
+    def once(self, key: str, line: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            self.out(line)
+
+    def elapsed(self) -> str:
+        return duration(time.monotonic() - self.started)
+
+    @staticmethod
+    def counter(launched: int, to_run: int) -> str:
+        width = len(str(to_run))
+        return f"[{launched:>{width}}/{to_run}]"
+
+    def result_line(self, number: int, result: TrialResult, metrics: dict[str, float],
+                    violation: float, best: rp.Row | None) -> str:
+        """`trial 4 ok: 11.13 samples/s (4.99x baseline), ...  | best ...  [14m02s]`."""
+        elapsed = self.elapsed()
+        if not result.ok:
+            return f"  trial {number} {result.status}: {result.reason}  [{elapsed}]"
+        verdict = "REJECTED" if violation > 0 else "ok"
+        if metrics.get(mx.NOISY):
+            verdict = (f"NOISY after {metrics.get(mx.MEASURE_ROUNDS, 1):.0f} rounds, never "
+                       "ranked")
+        speedup = metrics.get(mx.SPEEDUP, 0.0)
+        line = (f"  trial {number} {verdict}: {metrics[mx.SAMPLES_PER_SEC]:.2f} samples/s "
+                f"({speedup:.2f}x baseline), {metrics[mx.SAMPLES_PER_DOLLAR]:,.0f} "
+                f"samples/{self.currency}, cv {metrics[mx.STEP_TIME_CV]:.1%}")
+        if metrics.get(mx.COMPILE_S):
+            line += f", compile {metrics[mx.COMPILE_S]:.1f} s"
+        if mx.GPU_PEAK_RESERVED_MB in metrics:
+            line += f", GPU peak {metrics[mx.GPU_PEAK_RESERVED_MB]:,.0f} MB"
+        if violation > 0:
+            line += f"; {result.reason}"
+        if best is not None:
+            line += f"  | best {best.samples_per_sec:.2f} samples/s (trial {best.number})"
+        return line + f"  [{elapsed}]"
+
+    def still_running(self, number: int, running_s: float, limit_s: float, phase: str) -> None:
+        self.out(f"  trial {number} still running: {duration(running_s)} of its "
+                 f"{duration(limit_s)} limit" + (f"; {phase}" if phase else ""))
+
+    def warn_if_niced(self, result: TrialResult) -> None:
+        niceness = result.info.get("niceness", 0)
+        if niceness:
+            self.once("niced", f"warning: trial processes run at niceness {niceness} (inherited "
+                      "from Ray's workers; resetting it needs root): other work on the node "
+                      "preempts the timed steps. Start the Ray nodes with RAY_worker_niceness=0")
+
+    def started_line(self, counter: str, number: int, role: str, retry: int | None,
+                     item: Any, limit_s: float, changes: str) -> None:
+        again = f", retry of trial {retry}" if retry is not None else ""
+        gpus = f", {item.gpus} GPU" if item.gpus else ""
+        verb = "waits for room on the cluster" if item.waiting else "started"
+        self.out(f"{counter} trial {number} {verb} ({role}{again}, {item.cpus} "
+                 f"CPUs{gpus}, limit {duration(limit_s)}): {changes}")

@@ -1,0 +1,25 @@
+"""How another use of the search loop (nightly) takes part in it without reaching into it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuner.driver.search.summary import Outcome
+
+Extras = tuple[dict[str, float], dict[str, str], dict[str, str]]  # metrics, tags, text files
+
+
+class SearchHooks:
+    """Told the study once it is open, asked for the configs to queue after the baseline and
+    for what to add to the summary run. The defaults do nothing."""
+
+    def study_opened(self, study: Any, storage: Any) -> None:
+        """Before any trial runs: refuse, or read earlier studies of the same storage."""
+
+    def first_configs(self) -> list[tuple[dict[str, Any], str]]:
+        """(config, role) to measure right after the baseline."""
+        return []
+
+    def summary_extras(self, outcome: Outcome) -> Extras:
+        """Metrics, tags and text files for the search's MLflow parent run."""
+        return {}, {}, {}

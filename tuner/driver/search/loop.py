@@ -1,0 +1,397 @@
+"""`tuner search`: the loop. Ask the study for a config, admit it (run, reuse, skip), give it to
+the executor, interpret its result, tell the study, record it; until the budget is spent.
+
+The decisions live in collaborators (admit, results, records, summary, console); this module
+holds the loop's state and its order of events.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from typing import Any
+
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from tuner.driver import hostlock
+from tuner.driver import recovery as rc
+from tuner.driver import report as rp
+from tuner.driver import study as st
+from tuner.driver.executors.base import Executor, Submitted
+from tuner.driver.search import admit as ad
+from tuner.driver.search import results as rs
+from tuner.driver.search.console import Console, duration
+from tuner.driver.search.hooks import SearchHooks
+from tuner.driver.search.records import Records, connect_tracker
+from tuner.driver.search.schedule import Schedule
+from tuner.driver.search.summary import Outcome, outcome_of, summary_of
+from tuner.driver.space import Space
+from tuner.driver.stores import Locations, ensure_local_folders, preflight, redact
+from tuner.errors import SearchAborted
+from tuner.trial import OOM, TIMEOUT, TrialResult
+
+WAIT_SLICE_S = 10.0
+PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet terminal is no hang
+
+
+class Search:
+    """One invocation of a search over one space (resuming its study if it exists), its trials
+    run by `executor`."""
+
+    def __init__(self, space: Space, where: Locations, executor: Executor,
+                 study_name: str | None = None, trials: int | None = None,
+                 timeout_s: float | None = None, out: Any = print,
+                 experiment: str | None = None, hooks: SearchHooks | None = None,
+                 start_tags: dict[str, str] | None = None, run_name: str | None = None) -> None:
+        self.space = space
+        self.where = where
+        self.executor = executor
+        self.study_name = study_name or space.study
+        self.experiment = experiment or self.study_name  # MLflow experiment (nightly: the space's)
+        self.hooks = hooks or SearchHooks()
+        self.start_tags = start_tags or {}
+        self.run_name = run_name  # the MLflow parent run's name (default: search-TIME)
+        self.trials_budget = trials or space.budget.trials
+        self.timeout_s = timeout_s or space.budget.timeout_s
+        self.console = Console(out, space.cost.currency)
+        self.running: dict[int, rs.Running] = {}
+        self.submitted: list[Submitted] = []
+        self.launched = 0
+        self.to_run = 0
+        self.reused_in_a_row = 0  # configs proposed again: reused, not counted
+        self.study: Any = None
+        self.storage: Any = None
+        self.schedule: Schedule  # made when the study is open
+        self.records: Records | None = None
+        self.heartbeats: Any = None
+        self._last_note = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        preflight(self.where)  # bad folders, URLs, databases: refused before anything starts
+        lock = None
+        if self.executor.shares_this_host:
+            lock = hostlock.acquire(self.study_name)  # before Ray: refused, nothing started
+        try:
+            # the executor first: a bad --ray-address must fail before any store is created
+            self.executor.start()
+            _interrupt_on_sigterm()  # after ray.init, which installs a SIGTERM handler of its own
+            try:
+                return self._run_started()
+            finally:
+                self.executor.shutdown()
+        finally:
+            if lock is not None:
+                lock.close()
+
+    def _run_started(self) -> Outcome:
+        self._open_records_and_study()
+        assert self.records is not None
+        self.records.sync(rp.rows(self.study), only=None)  # what a killed search left unlogged
+        done_before = self.schedule.budget_used()
+        self.to_run = self.trials_budget - done_before
+        if self.to_run <= 0:
+            self.console.out(f"study {self.study_name} already holds {done_before} finished "
+                             f"trials (budget {self.trials_budget}); nothing to run. Raise "
+                             "--trials to run more.")
+            return self._outcome()
+        self._opening_lines(done_before)
+        failed = False
+        try:
+            self._loop()
+        except BaseException:
+            failed = True
+            self._abandon_running("search interrupted")
+            raise
+        finally:
+            outcome = self._outcome()
+            parent_closed = self._finish_parent(outcome, failed)
+            # a search whose MLflow run could not be closed stays "not ended": the next search
+            # of this study closes that run
+            self.heartbeats.stop(ended=parent_closed)
+        outcome.records_missing = self.records.final_sync(
+            self.study, self.where, parent_closed, lambda: self._finish_parent(outcome, failed))
+        return outcome
+
+    def _open_records_and_study(self) -> None:
+        if self.where.remote_tracking:  # an unreachable server: refused, nothing made
+            tracker = connect_tracker(self.where, self.experiment, self.study_name)
+        ensure_local_folders(self.where)
+        if not self.where.remote_tracking:
+            with hostlock.creating_sqlite(self.where.tracking_uri):
+                tracker = connect_tracker(self.where, self.experiment, self.study_name)
+        self.records = Records(tracker, self.console)
+        with hostlock.creating_sqlite(self.where.storage):
+            self.study, self.storage = rc.open_study(self.where, self.space, self.study_name)
+        self.schedule = Schedule(self.study, self.space, self.console, self.hooks,
+                                 self.trials_budget, self.timeout_s)
+        self.hooks.study_opened(self.study, self.storage)
+        trial = self.space.trial
+        rc.settle_running(self.study, trial.heartbeat_s, trial.grace_s, self.console.out)
+        self.records.close_dead_searches(self.study, self.study_name, trial.grace_s)
+
+    def _opening_lines(self, done_before: int) -> None:
+        assert self.records is not None
+        space, out = self.space, self.console.out
+        out(f"study {self.study_name}: {self.to_run} trials to run ({done_before} already "
+            f"done), {space.size()} configs in the space, time budget "
+            f"{duration(self.timeout_s)}")
+        parent = self.records.call(self.records.tracker.start_search, self.study_name,
+                                   space.source, {"tuner.objective": " and ".join(space.objectives),
+                                                  **self.start_tags}, self.run_name)
+        session = parent if isinstance(parent, str) else f"unlogged-{uuid.uuid4().hex}"
+        self.heartbeats = rc.Heartbeats(self.study, session, space.trial.heartbeat_s)
+        self.heartbeats.start()
+        out(f"ray: {self.executor.describe()}; up to {space.trial.max_concurrent} trial(s) at a "
+            f"time; mlflow: {redact(self.where.tracking_uri)}; storage: "
+            f"{redact(self.where.storage)}")
+        out(f"objective: {' and '.join(space.objectives)}; prices: "
+            f"{space.cost.describe(space.devices())}")
+        if "cuda" in space.devices() and not self.executor.cluster_gpus:
+            out("note: this Ray cluster has no GPU: device=cuda trials are skipped and recorded "
+                "as unsupported (give --ray-address of a cluster with GPU nodes)")
+        self.console.started = self._last_note = time.monotonic()
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while st.baseline_trial(self.study) is None:
+            if st.baseline_running(self.study):  # another search of this study measures it
+                self.console.once("waiting", "another search of this study is measuring the "
+                                  "baseline: waiting for it")
+                time.sleep(self.space.trial.heartbeat_s)
+                rc.fail_stale(self.study)  # if that search died, its baseline is re-queued
+                continue
+            if not st.baseline_queued(self.study):
+                st.enqueue_baseline(self.study, self.space)
+            role = self._launch()  # the baseline runs alone: all are read against it
+            self._drain(until_empty=True)
+            if (role == st.BASELINE and st.baseline_trial(self.study) is None
+                    and not st.baseline_queued(self.study)):  # a lost baseline is re-queued
+                raise SearchAborted(
+                    "the baseline trial failed, so there is nothing to compare against: "
+                    + (rp.failure_lines(rp.rows(self.study))[-1:] or ["see MLflow"])[0]
+                    + self._baseline_limit_hint())
+        self.schedule.queue_first(*self._counts())
+        while True:
+            while (len(self.submitted) < self.space.trial.max_concurrent
+                   and self.schedule.may_launch(*self._counts())):
+                self.schedule.queue_confirmations()
+                self.schedule.queue_sweep()
+                self._launch()
+            if not self.submitted:
+                break
+            self._drain(until_empty=False)
+
+    def _baseline_limit_hint(self) -> str:
+        """For a baseline that ran out of time twice: the flag, with a limit to try."""
+        last = [row for row in rp.rows(self.study) if row.role == st.BASELINE][-1:]
+        if not last or last[0].status != TIMEOUT:
+            return ""
+        tried = self.study.user_attrs.get(st.BASELINE_LIMIT, self.space.trial.time_limit_s)
+        return (f"; give it more time: --set trial.time_limit_s={int(2 * tried)} (or fewer "
+                "steps: measure.timed_steps, a smaller workload)")
+
+    def _drain(self, until_empty: bool) -> None:
+        while self.submitted:
+            finished = self.executor.wait_any(self.submitted, WAIT_SLICE_S)
+            for item, result in finished:
+                self.submitted.remove(item)
+                self._finish(item.config.trial_number, result)
+            if not finished:
+                self._between_results()
+            if not until_empty and len(self.submitted) < self.space.trial.max_concurrent:
+                return
+
+    def _between_results(self) -> None:
+        """While trials run: retry MLflow if it was down, retry dead searches' trials, and say
+        which trials are still going."""
+        assert self.records is not None
+        rc.fail_stale(self.study)  # another search of this study died: its trials re-queued
+        if self.records.retry_due():
+            self.records.sync(rp.rows(self.study), only=set(self.records.unlogged))
+        now = time.monotonic()
+        if now - self._last_note < PROGRESS_NOTE_S:
+            return  # a line every few minutes while long trials run: a quiet terminal, no hang
+        self._last_note = now
+        for running in self.running.values():
+            if now - running.started >= PROGRESS_NOTE_S:
+                phase = self.executor.progress(running.item) if running.item is not None else ""
+                self.console.still_running(running.number, now - running.started,
+                                           running.time_limit_s, phase)
+
+    def _counts(self) -> tuple[int, int, int]:
+        return self.launched, self.to_run, self.reused_in_a_row
+
+    # -- one trial -----------------------------------------------------------------------------
+
+    def _launch(self) -> str:
+        assert self.records is not None
+        trial = rc.ask(self.study)
+        self.heartbeats.add(trial)
+        knobs = st.suggest(trial, self.space)
+        role = trial.user_attrs.get(st.ROLE, "candidate")
+        trial.set_user_attr(st.KNOBS, knobs)
+        self.launched += 1
+        retry = rc.retry_of(self.study.get_trials(deepcopy=False)[trial.number])
+        decision = ad.admit(self.study, self.space, self.executor, trial.number, knobs, role,
+                            self.study_name, self.where.workdir)
+        if isinstance(decision, ad.Reuse):
+            self.launched -= 1  # nothing measured: the budget is for measurements
+            self.reused_in_a_row += 1
+            self._reuse(trial, decision.earlier)
+            return role
+        self.reused_in_a_row = 0
+        if isinstance(decision, ad.Skip):
+            self._skip(trial, role, decision)
+            return role
+        tags = {"tuner.role": role, "tuner.numerics": decision.key}
+        if retry is not None:
+            tags["tuner.retry_of"] = str(retry)
+        self.records.start_trial(trial, knobs, tags, st.MLFLOW_RUN_ID)
+        item = self.executor.submit(decision.config)
+        self.submitted.append(item)
+        self.running[trial.number] = rs.Running(trial, knobs, role, decision.key, item=item,
+                                                started=time.monotonic(),
+                                                time_limit_s=decision.config.time_limit_s)
+        self.console.started_line(self._counter(), trial.number, role, retry, item,
+                                  decision.config.time_limit_s, self._changes(knobs))
+        return role
+
+    def _reuse(self, trial: Any, earlier: Any) -> None:
+        """Same knobs as a completed trial: tell its result again instead of re-measuring."""
+        assert self.records is not None
+        for name in (st.METRICS, st.STATUS, st.REASON, st.CONSTRAINT, st.INFO):
+            if name in earlier.user_attrs:
+                trial.set_user_attr(name, earlier.user_attrs[name])
+        trial.set_user_attr(st.DUPLICATE_OF, earlier.number)
+        trial.set_constraint(st.CONSTRAINT, float(earlier.user_attrs.get(st.CONSTRAINT, 0.0)))
+        self.records.start_trial(trial, trial.user_attrs[st.KNOBS], {
+            "tuner.role": "candidate", "tuner.duplicate_of": str(earlier.number)},
+            st.MLFLOW_RUN_ID)
+        self._close(trial.number, values=earlier.values)
+        self.console.out(f"{self._counter()} trial {trial.number} has the config of trial "
+                         f"{earlier.number}: result reused, nothing re-measured (not counted "
+                         "against the budget)")
+
+    def _skip(self, trial: Any, role: str, skip: ad.Skip) -> None:
+        """A config known not to run (a choice found unsupported, a batch size known to run out
+        of memory, a GPU the cluster lacks): skipped without starting a process."""
+        assert self.records is not None
+        trial.set_user_attr(st.STATUS, skip.status)
+        trial.set_user_attr(st.REASON, skip.reason)
+        if skip.status == OOM:
+            trial.set_constraint(st.CONSTRAINT, 1.0)  # infeasible: the sampler moves away
+        self.records.start_trial(trial, trial.user_attrs[st.KNOBS], {"tuner.role": role},
+                                 st.MLFLOW_RUN_ID)
+        self._close(trial.number, state=TrialState.PRUNED)
+        self.console.out(f"{self._counter()} trial {trial.number} skipped, not started: "
+                         f"{skip.reason}")
+
+    def _finish(self, trial_number: int, result: TrialResult) -> None:
+        running = self.running.pop(trial_number)
+        verdict = rs.interpret(self.study, self.space, running, result)
+        for name, attr in verdict.attrs.items():
+            running.trial.set_user_attr(name, attr)
+        if verdict.constraint is not None:
+            running.trial.set_constraint(st.CONSTRAINT, verdict.constraint)
+        if verdict.lost:  # not the config's doing: run again where Ray has room
+            requeued, reason = self._fail_and_requeue(
+                running.trial, result.reason, ": it runs again where the cluster has room")
+            self.to_run += requeued  # its retry is one more trial for this search to run
+            self.console.out(f"  trial {trial_number} lost: {reason}  [{self.console.elapsed()}]")
+            return
+        if verdict.pruned_at is not None:
+            running.trial.report(*verdict.pruned_at)
+        if verdict.run_again_with_s is not None:  # before closing: then it is not counted
+            running.trial.set_user_attr(st.RUN_AGAIN, verdict.run_again_with_s)
+        self._close(trial_number, values=verdict.values, state=verdict.state)
+        best = (next(iter(rp.ranked(rp.rows(self.study), self.space.objective)), None)
+                if result.ok else None)
+        self.console.out(self.console.result_line(trial_number, result, verdict.metrics,
+                                                  verdict.violation, best))
+        if verdict.run_again_with_s is not None:
+            self._run_baseline_again(running, verdict.run_again_with_s)
+        self.console.warn_if_niced(result)
+
+    def _run_baseline_again(self, running: rs.Running, limit_s: float) -> None:
+        step_s = running.trial.user_attrs.get(st.INFO, {}).get("progress", {}).get(
+            "step_estimate_s", 0.0)
+        seen = f" (a step took {duration(step_s)} here)" if step_s else ""
+        st.enqueue_baseline(self.study, self.space)
+        self.to_run += 1  # the baseline again: one more trial for this search, not the budget's
+        self.console.out(f"  the baseline ran out of time{seen}: it runs again with a time "
+                         f"limit of {duration(limit_s)} derived from what it measured (set "
+                         "trial.time_limit_s to choose the limit)")
+
+    def _close(self, trial_number: int, values: list[float] | None = None,
+               state: TrialState | None = None) -> None:
+        """Tell Optuna, then write the MLflow record from what the storage now holds. Optuna
+        first: it is the record of truth, and a record MLflow misses is written later."""
+        assert self.records is not None
+        try:
+            self.study.tell(trial_number, values=values, state=state)
+        except UpdateFinishedTrialError:
+            self.console.out(f"warning: trial {trial_number} was failed as stale meanwhile (no "
+                             f"heartbeat for {self.space.trial.grace_s} s: storage too slow?); "
+                             "it is re-queued")
+        self.heartbeats.remove(trial_number)
+        self.records.record_trial(rp.row_of(self.study.get_trials(deepcopy=False)[trial_number]))
+
+    def _abandon_running(self, reason: str) -> None:
+        """Interrupted (Ctrl-C, SIGTERM): close the running trials as interrupted, re-queued
+        for the next search of this study, and close their MLflow runs as FAILED."""
+        for trial_number, running in list(self.running.items()):
+            try:
+                running.trial.set_user_attr(st.STATUS, rc.INTERRUPTED)
+                self._fail_and_requeue(running.trial, reason, "")
+            except Exception as error:  # noqa: BLE001 - best effort while shutting down
+                self.console.out(f"warning: could not close trial {trial_number}: {error}")
+        self.running.clear()
+
+    def _fail_and_requeue(self, trial: Any, reason: str, then: str) -> tuple[bool, str]:
+        """A trial that did nothing wrong (its search stopped, its node was lost): its config
+        queued again, unless it has been re-run MAX_RETRIES times already; then the trial
+        closed as FAIL with the reason saying which. Returns (re-queued, that reason)."""
+        requeued = rc.requeue(self.study, trial.number)
+        reason += (f"; re-queued{then}" if requeued else
+                   f"; not re-queued: its config was cut short {rc.MAX_RETRIES + 1} times")
+        trial.set_user_attr(st.REASON, reason)
+        self._close(trial.number, state=TrialState.FAIL)
+        return requeued, reason
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def _counter(self) -> str:
+        return self.console.counter(self.launched, self.to_run)
+
+    def _changes(self, knobs: dict[str, Any]) -> str:
+        return rp.changes(knobs, self.space.full_config({}))
+
+    def _outcome(self) -> Outcome:
+        return outcome_of(self.study, self.space, self.where, self.study_name, self.launched)
+
+    def _finish_parent(self, outcome: Outcome, failed: bool) -> bool:
+        if self.records is None:
+            return True
+        summary = summary_of(outcome, self.study, self.space, self.where, self.console)
+        metrics, tags, texts = self.hooks.summary_extras(outcome)
+        summary.metrics.update(metrics)
+        summary.tags.update(tags)
+        summary.texts.update(texts)
+        return self.records.call(self.records.tracker.finish_search, summary.metrics,
+                                 summary.tags, summary.texts, summary.files, failed) is not None
+
+
+def _interrupt_on_sigterm() -> None:
+    """A scheduler stops jobs with SIGTERM: treat it as Ctrl-C, so running trials are closed
+    and recorded as interrupted instead of the process dying mid-write."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)

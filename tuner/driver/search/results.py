@@ -1,0 +1,159 @@
+"""What a finished trial's result means for the study: the metrics the driver derives (cost,
+speed-up, the guard's verdict), what the study learns (unsupported choices, batch sizes that
+ran out of memory, guard values), and how Optuna is to be told.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from optuna.trial import TrialState
+
+from tuner import metrics as mx
+from tuner.driver import cost, limits
+from tuner.driver import study as st
+from tuner.driver.space import Space
+from tuner.trial import LOST, OOM, PRUNED, TIMEOUT, UNSUPPORTED, TrialResult
+
+# what the storage keeps of where and how a trial ran (the rest of result.info is transient)
+INFO_KEPT = ("note", "node_id", "hostname", "env_set", "versions", "memory_limit_mb",
+             "pinned_cores", "affinity", "preloaded", "torch_threads", "interop_threads",
+             "placement", "memory_policy", "scenario", "gpu", "gpu_ids", "started_at",
+             "ended_at", "device", "cpu_features", "gpu_capability", "niceness", "progress")
+
+
+@dataclass
+class Running:
+    """A trial the search started and has not closed."""
+
+    trial: Any  # the optuna.Trial from ask()
+    knobs: dict[str, Any]
+    role: str
+    key: str  # the numerics key: the guard's cache key
+    item: Any = None  # the executor's handle: where to read the trial's progress
+    started: float = 0.0
+    time_limit_s: float = 0.0
+
+    @property
+    def number(self) -> int:
+        return int(self.trial.number)
+
+
+@dataclass
+class Interpreted:
+    """How to close the trial: its attributes, and Optuna's values or state."""
+
+    metrics: dict[str, float]
+    violation: float
+    attrs: dict[str, Any] = field(default_factory=dict)
+    values: list[float] | None = None
+    state: TrialState | None = None
+    pruned_at: tuple[float, int] | None = None  # what the sampler sees of a pruned trial
+    constraint: float | None = None  # Optuna's constraint value, when it is set
+    lost: bool = False  # not the config's doing: re-queue it
+    run_again_with_s: float | None = None  # a baseline out of time: its next limit
+
+
+def violation(loss: float, reference: float, tolerance: float, mode: str) -> float:
+    """How far past the tolerance the guard's value moved; <= 0 is within it."""
+    if not math.isfinite(loss):
+        return math.inf
+    distance = abs(loss - reference)
+    if mode == "relative":
+        distance /= max(abs(reference), 1e-12)
+    return distance - tolerance
+
+
+def interpret(study: Any, space: Space, running: Running, result: TrialResult) -> Interpreted:
+    """Derive, learn, decide: the study's memos are updated here; the caller tells Optuna."""
+    metrics = dict(result.metrics)
+    found = 0.0
+    if result.ok:
+        metrics.update(derived(study, space, running, result))
+        found = metrics.get(mx.GUARD_VIOLATION, 0.0)
+        if found > 0:
+            result.reason = guard_reason(space, metrics, result.info.get("scenario", "train"))
+    if result.status == UNSUPPORTED and result.info.get("unsupported_choice"):
+        st.remember_unsupported(study, result.info["unsupported_choice"], result.reason)
+    if result.status == OOM:  # larger batches with the same numerics are skipped from now on
+        st.remember_out_of_memory(study, running.knobs, running.number)
+    info = {key: result.info[key] for key in INFO_KEPT if key in result.info}
+    verdict = Interpreted(metrics, found, attrs={
+        st.STATUS: result.status, st.REASON: result.reason, st.METRICS: metrics,
+        st.CONSTRAINT: found, st.STEP_TIMES: result.step_times_s,
+        st.GUARD_LOSSES: result.guard_losses, st.INFO: info})
+    if result.status == OOM:
+        verdict.constraint = 1.0  # infeasible: the sampler moves away
+    if result.ok:
+        verdict.constraint = found
+        verdict.values = [metrics[name] for name in space.objectives]
+    elif result.status == PRUNED:  # where it stood when cut
+        verdict.state = TrialState.PRUNED
+        verdict.pruned_at = (metrics[mx.SAMPLES_PER_SEC], int(metrics.get(mx.TIMED_STEPS, 0)))
+    elif result.status == LOST:
+        verdict.lost = True
+    else:
+        # PRUNED, unlike FAIL, is seen by the sampler: it learns which choices and batch sizes
+        # do not run
+        verdict.state = (TrialState.PRUNED if result.status in (UNSUPPORTED, OOM)
+                         else TrialState.FAIL)
+        if result.status == TIMEOUT and running.role == st.BASELINE:
+            verdict.run_again_with_s = baseline_limit(study, space, running, result)
+    return verdict
+
+
+def baseline_limit(study: Any, space: Space, running: Running,
+                   result: TrialResult) -> float | None:
+    """A baseline out of time runs again once (counted against no budget), with a limit sized
+    from the steps it timed; None when it already had its second chance."""
+    if st.BASELINE_LIMIT in study.user_attrs:
+        return None  # the search stops, naming the flag
+    limit = limits.derived_limit_s(result.info.get("progress", {}), space.measure,
+                                   space.guard.settings(True), running.time_limit_s)
+    study.set_user_attr(st.BASELINE_LIMIT, limit)
+    return limit
+
+
+def derived(study: Any, space: Space, running: Running, result: TrialResult) -> dict[str, float]:
+    """Metrics the driver adds: cost, speed-up, guard verdict (from the cache if not run)."""
+    out: dict[str, float] = {}
+    sps = result.metrics[mx.SAMPLES_PER_SEC]
+    price = space.cost.price_for(running.knobs.get("device", "cpu"))
+    out[mx.PRICE_PER_HOUR] = price
+    out[mx.SAMPLES_PER_DOLLAR] = cost.samples_per_dollar(sps, price)
+    if running.role == st.BASELINE:
+        out[mx.SPEEDUP] = 1.0
+        if result.guard_loss is not None:
+            study.set_user_attr(st.GUARD_REFERENCE, result.guard_loss)
+    else:
+        base = st.baseline_trial(study)
+        if base is not None:
+            out[mx.SPEEDUP] = sps / base.user_attrs[st.METRICS][mx.SAMPLES_PER_SEC]
+    if result.guard_loss is not None:
+        st.remember_guard(study, running.key, result.guard_loss)
+    loss = result.guard_loss
+    if loss is None:
+        loss = st.guard_cache(study).get(running.key)
+    reference = study.user_attrs.get(st.GUARD_REFERENCE)
+    if loss is not None and reference is not None:
+        out[mx.GUARD_LOSS] = loss
+        out[mx.GUARD_REFERENCE] = reference
+        out[mx.GUARD_VIOLATION] = violation(loss, reference, space.guard.tolerance,
+                                            space.guard.mode)
+        if math.isinf(out[mx.GUARD_VIOLATION]):
+            out[mx.GUARD_VIOLATION] = 1e9  # storable, still > 0
+    return out
+
+
+def guard_reason(space: Space, metrics: dict[str, float], scenario: str = "train") -> str:
+    guard = space.guard
+    loss, ref = metrics[mx.GUARD_LOSS], metrics[mx.GUARD_REFERENCE]
+    moved = abs(loss - ref) / abs(ref) if guard.mode == "relative" else abs(loss - ref)
+    unit = "%" if guard.mode == "relative" else ""
+    scale = 100 if guard.mode == "relative" else 1
+    what = ("quality" if scenario == "infer"  # the workload's metric on real data
+            else f"guard loss (mean over {guard.steps + 1} steps)")
+    return (f"{what} {loss:.4f} vs baseline {ref:.4f}: moved "
+            f"{moved * scale:.3g}{unit}, tolerance {guard.tolerance * scale:.3g}{unit}")

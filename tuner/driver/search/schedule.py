@@ -1,0 +1,106 @@
+"""What the search runs next, and when it stops starting trials: the baseline's followers
+(known-good configs, warm start, try_first), the sweep, the confirmations at the budget's end,
+and the budget itself (trials, time, a space measured out).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from optuna.trial import TrialState
+
+from tuner.driver import priors
+from tuner.driver import recovery as rc
+from tuner.driver import report as rp
+from tuner.driver import study as st
+from tuner.driver.search.console import Console, duration
+from tuner.driver.search.hooks import SearchHooks
+from tuner.driver.space import Space
+from tuner.driver.strategy import SWEEP
+
+MAX_REUSED_IN_A_ROW = 10  # proposals of measured configs in a row before the space counts as spent
+FIRST_DONE = "first_enqueued"  # study attr: the configs given to this search were queued
+PRIORS_DONE = "priors_enqueued"  # study attr: the hardware's known-good configs were queued
+
+
+class Schedule:
+    """Queues configs into the study and says whether another trial may start."""
+
+    def __init__(self, study: Any, space: Space, console: Console, hooks: SearchHooks,
+                 trials_budget: int, timeout_s: float) -> None:
+        self.study = study
+        self.space = space
+        self.console = console
+        self.hooks = hooks
+        self.trials_budget = trials_budget
+        self.timeout_s = timeout_s
+
+    def queue_first(self, launched: int, to_run: int, reused_in_a_row: int) -> None:
+        """After the baseline: the hardware's known-good configs (once per study), then the
+        hooks' configs and the space's try_first."""
+        baseline = st.baseline_trial(self.study)
+        if self.space.sampler.priors and baseline is not None and self.may_launch(launched, to_run, reused_in_a_row):
+            configs = priors.prior_configs(self.space, baseline.user_attrs.get(st.INFO, {}))
+            if st.enqueue_first(self.study, self.space, configs, PRIORS_DONE):
+                self.console.out(f"queued known-good config(s) for this hardware next: "
+                                 f"{priors.describe(configs)}")
+        first = self.hooks.first_configs()
+        queued = st.enqueue_first(self.study, self.space, first, FIRST_DONE)
+        queued += st.enqueue_try_first(self.study, self.space)
+        if queued:
+            self.console.out(f"queued {queued} config(s) to try next (warm start and the "
+                             "space's try_first)" if first else
+                             f"queued the space's {queued} try_first config(s) next")
+
+    def queue_confirmations(self) -> None:
+        """At the budget's last `budget.confirm` trials: the best configs not yet confirmed,
+        measured again in fresh trials (once per budget: a resumed, larger one confirms its
+        own best)."""
+        count = self.space.budget.confirmations(self.trials_budget)
+        if (not count or self.study.user_attrs.get(st.CONFIRM_DONE) == self.trials_budget
+                or self.budget_used() < self.trials_budget - count):
+            return
+        best = rp.unconfirmed(rp.rows(self.study), self.space.objective)[:count]
+        for row in best:
+            self.study.enqueue_trial(self.space.searched(row.knobs),
+                                     user_attrs={st.ROLE: st.CONFIRM, st.CONFIRMS: row.number})
+        self.study.set_user_attr(st.CONFIRM_DONE, self.trials_budget)  # a larger budget: again
+        if best:
+            self.console.out(f"confirming the best {len(best)} config(s), a fresh measurement "
+                             f"each (trial(s) {', '.join(str(row.number) for row in best)}); "
+                             "the best is reported from these")
+
+    def queue_sweep(self) -> None:
+        """The one-knob-at-a-time sweep's next configs, when nothing else is queued; says
+        once when the sweep has settled every knob and the sampler takes over."""
+        if st.enqueue_sweep(self.study, self.space):
+            return
+        if self.space.sampler.start == SWEEP and st.sweep_done(self.study, self.space):
+            self.console.once("swept", f"sweep done (every knob settled one at a time); "
+                              f"{self.space.sampler.name} proposes from here")
+
+    def budget_used(self) -> int:
+        """Trials that count against the budget: finished for a reason of their own (not
+        interrupted by a stopped search, those are re-queued; not a config proposed again,
+        whose result was reused without measuring) or running, in any search."""
+        return sum(1 for trial in self.study.get_trials(deepcopy=False)
+                   if trial.state == TrialState.RUNNING or (
+                       trial.state.is_finished() and not rc.is_interrupted(trial)
+                       and st.DUPLICATE_OF not in trial.user_attrs
+                       and st.RUN_AGAIN not in trial.user_attrs))
+
+    def may_launch(self, launched: int, to_run: int, reused_in_a_row: int) -> bool:
+        if launched >= to_run or self.budget_used() >= self.trials_budget:
+            return False
+        if reused_in_a_row >= MAX_REUSED_IN_A_ROW:
+            self.console.once("exhausted", f"the sampler proposed {reused_in_a_row} "
+                              "measured configs in a row: the space looks exhausted; no new "
+                              "trials")
+            return False
+        if time.monotonic() - self.console.started >= self.timeout_s:
+            self.console.once("timeout", f"time budget of {duration(self.timeout_s)} reached: "
+                              "no new trials")
+            return False
+        return True
+

@@ -1,0 +1,78 @@
+"""A search-space YAML file, validated into typed objects before anything is created.
+
+Every error names the file, the field and what is allowed, so a bad file costs the user one
+line of output and nothing on disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuner.driver.space.fields import type_name
+from tuner.driver.space.model import Space
+from tuner.driver.space.reader import SpaceReader
+from tuner.errors import SpaceError, show
+
+
+def load_space(path: str | Path, overrides: list[str] | None = None) -> Space:
+    """Read and validate a space file; raise SpaceError (one line) on anything wrong."""
+    source = str(path)
+    file = Path(path)
+    if not file.is_file():
+        raise SpaceError(source, "", "no such file (give the path of a search-space YAML file)")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpaceError(source, "", f"cannot read file: {error}") from None
+    return parse_space(text, source=source, default_study=file.stem, overrides=overrides)
+
+
+def parse_space(
+    text: str, *, source: str = "<space>", default_study: str = "study",
+    overrides: list[str] | None = None,
+) -> Space:
+    try:
+        raw = yaml.safe_load(text)
+    except RecursionError:
+        raise SpaceError(source, "", "YAML nested too deeply to be a search space") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise SpaceError(source, "", f"YAML syntax error{where}: {problem}") from None
+    if raw is None:
+        raise SpaceError(source, "", "file is empty; expected a mapping with at least "
+                         "'workload' and 'knobs' sections (see search_spaces/cpu_train.yaml)")
+    if not isinstance(raw, dict):
+        raise SpaceError(source, "", f"expected a mapping of sections at the top level, "
+                         f"got {type_name(raw)}")
+    for override in overrides or []:
+        _apply_override(raw, override, source)
+    return SpaceReader(source).space(raw, default_study)
+
+
+def _apply_override(raw: dict[str, Any], override: str, source: str) -> None:
+    """`--set a.b.c=VALUE`: VALUE is read as YAML, so numbers and lists keep their types."""
+    key, sep, value_text = override.partition("=")
+    if not sep or not key.strip():
+        raise SpaceError(source, "--set", f"expected KEY=VALUE (e.g. budget.trials=4), "
+                         f"got {show(override)}")
+    try:
+        value = yaml.safe_load(value_text)
+    except yaml.YAMLError:
+        raise SpaceError(source, f"--set {key}", f"value {show(value_text)} is not valid YAML") from None
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if node is raw and part == "workload" and isinstance(child, str):
+            child = node[part] = {"name": child}  # `workload: NAME` shorthand
+        if not isinstance(child, dict):
+            raise SpaceError(source, f"--set {key}", f"'{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+

@@ -1,0 +1,230 @@
+"""The typed search space: what a validated YAML file becomes. Every default lives here (or, for
+what crosses to the trial process, in tuner.trial); the reader takes them from these classes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner import metrics as mx
+from tuner.knobs import active_values
+from tuner.trial import GuardSettings, MeasureSettings, WorkloadSpec
+
+SAMPLERS = ("tpe", "random")
+STARTS = ("sweep", "sampler")  # after the baseline: a one-knob-at-a-time sweep, or the sampler
+GUARD_MODES = ("relative", "absolute")
+AUTO_CONFIRM, AUTO_CONFIRM_FROM = 2, 16  # budget.confirm: auto (see docs/benchmarks.md)
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer knob searched over a range (inclusive bounds, as in Optuna)."""
+
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+    def contains(self, value: Any) -> bool:
+        return (
+            isinstance(value, int) and self.low <= value <= self.high
+            and (self.log or (value - self.low) % self.step == 0)
+        )
+
+    def size(self) -> int:
+        return self.high - self.low + 1 if self.log else (self.high - self.low) // self.step + 1
+
+
+@dataclass(frozen=True)
+class KnobSpace:
+    """The choices one knob may take in a study: a list, or an integer range."""
+
+    name: str
+    choices: tuple[Any, ...] | None = None
+    int_range: IntRange | None = None
+
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        assert self.int_range is not None
+        return self.int_range.contains(value)
+
+    def size(self) -> int:
+        return len(self.choices) if self.choices is not None else self.int_range.size()  # type: ignore[union-attr]
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return str(list(self.choices))
+        r = self.int_range
+        assert r is not None
+        return f"[{r.low}..{r.high}{', log' if r.log else f', step {r.step}'}]"
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int = 12
+    timeout_s: float = 1800.0
+    # the last `confirm` trials re-measure the best configs so far; the best is then reported
+    # from those confirming measurements only (one measurement of the winner is biased up).
+    # None (auto): 2 for a budget of 16 trials or more, else none (small budgets need them all)
+    confirm: int | None = None
+
+    def confirmations(self, trials: int) -> int:
+        """Confirming trials at the end of a budget of `trials` (--trials may override it)."""
+        if self.confirm is not None:
+            return min(self.confirm, max(0, trials - 1))  # never all: the baseline is first
+        return AUTO_CONFIRM if trials >= AUTO_CONFIRM_FROM else 0
+
+
+@dataclass(frozen=True)
+class TrialLimits:
+    time_limit_s: float = 600.0
+    max_concurrent: int = 1  # 1: each trial owns the machine, so timings are not disturbed
+    memory_mb: int | None = None  # resident-memory cap per trial; None: the node's share
+    heartbeat_s: int = 10  # a running trial's heartbeat in the study storage
+
+    @property
+    def grace_s(self) -> int:
+        """Heartbeat silence after which a running trial's search is taken for dead."""
+        return 3 * self.heartbeat_s
+
+
+@dataclass(frozen=True)
+class WorkerPrice:
+    """What one kind of worker costs: the instance a trial's device stands for."""
+
+    price_per_hour: float = 1.0
+    instance: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Prices per hour: one for every trial, or one per device (a CPU instance and a GPU
+    instance) when the space compares devices."""
+
+    price_per_hour: float = 1.0
+    currency: str = "USD"
+    instance: str = ""
+    source: str = ""
+    as_of: str = ""  # when the prices were read: on-demand prices move
+    devices: dict[str, WorkerPrice] = field(default_factory=dict)
+
+    def worker(self, device: str) -> WorkerPrice:
+        if device in self.devices:
+            return self.devices[device]
+        return WorkerPrice(self.price_per_hour, self.instance, self.source)
+
+    def price_for(self, device: str) -> float:
+        return self.worker(device).price_per_hour
+
+    def describe(self, devices: tuple[str, ...]) -> str:
+        """The prices a search uses, with what they stand for and when they were read."""
+        parts = []
+        for device in devices:
+            worker = self.worker(device)
+            instance = f" ({worker.instance})" if worker.instance else ""
+            parts.append(f"{device} {worker.price_per_hour:g} {self.currency}/h{instance}")
+        return ", ".join(parts) + (f", as of {self.as_of}" if self.as_of else "")
+
+
+@dataclass(frozen=True)
+class Nightly:
+    """`tuner nightly`: how much slower tonight's champion may be before it is a regression
+    (a fraction of last night's champion's speed-up over the baseline), and how many of the
+    best earlier configs seed tonight's search."""
+
+    threshold: float = 0.10
+    warm_start: int = 3
+
+
+@dataclass(frozen=True)
+class Guard:
+    tolerance: float = 0.02
+    mode: str = "relative"  # or "absolute"
+    steps: int = GuardSettings.steps  # the experiment's own defaults: written once, there
+    batch_size: int = GuardSettings.batch_size
+    seed: int = GuardSettings.seed
+
+    def settings(self, run: bool) -> GuardSettings:
+        return GuardSettings(run=run, steps=self.steps, batch_size=self.batch_size, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    name: str = "tpe"
+    seed: int | None = 0
+    startup_trials: int = 5
+    start: str = "sweep"  # see tuner/strategy.py
+    priors: bool = True  # known-good configs for the baseline's hardware next (tuner/priors.py)
+
+
+@dataclass(frozen=True)
+class Space:
+    """One validated search-space file: one study."""
+
+    source: str
+    study: str
+    workload: WorkloadSpec
+    knobs: dict[str, KnobSpace]
+    baseline: dict[str, Any]
+    description: str = ""
+    objectives: tuple[str, ...] = (mx.SAMPLES_PER_SEC,)  # two: a Pareto front
+    budget: Budget = field(default_factory=Budget)
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    trial: TrialLimits = field(default_factory=TrialLimits)
+    cost: Cost = field(default_factory=Cost)
+    guard: Guard = field(default_factory=Guard)
+    sampler: Sampler = field(default_factory=Sampler)
+    storage: str | None = None
+    tracking_uri: str | None = None
+    try_first: tuple[dict[str, Any], ...] = ()  # configs to try right after the baseline
+    nightly: Nightly = field(default_factory=Nightly)
+
+    @property
+    def max_cv(self) -> float:
+        return self.measure.max_cv
+
+    @property
+    def objective(self) -> str:
+        """The objective tables rank by (the first, when there are two)."""
+        return self.objectives[0]
+
+    def devices(self) -> tuple[str, ...]:
+        """The devices this space's trials may run on."""
+        return _devices(self.knobs, self.baseline)
+
+    def size(self) -> int:
+        """Number of distinct configs in the space (conditional knobs counted as if always on)."""
+        return math.prod(knob.size() for knob in self.knobs.values())
+
+    def full_config(self, sampled: Mapping[str, Any]) -> dict[str, Any]:
+        """Knob values of a trial: the baseline, overridden by what was sampled, active only."""
+        return active_values({**self.baseline, **sampled})
+
+    def searched(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of a config this space searches: a trial's Optuna params."""
+        return {name: value for name, value in config.items() if name in self.knobs}
+
+
+def powers_of_two(low: int, high: int) -> tuple[int, ...]:
+    """The ends of a range and the powers of two between: a batch size's log range."""
+    values = {low, high}
+    power = 1
+    while power < high:
+        if power > low:
+            values.add(power)
+        power *= 2
+    return tuple(sorted(values))
+
+
+def _devices(knobs: dict[str, KnobSpace], baseline: dict[str, Any]) -> tuple[str, ...]:
+    knob = knobs.get("device")
+    if knob is not None and knob.choices is not None:
+        return tuple(knob.choices)
+    return (str(baseline.get("device", "cpu")),)
+
+
