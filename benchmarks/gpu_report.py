@@ -16,15 +16,16 @@ import sys
 
 import optuna
 
+from tuner.driver import ranking as rk
 from tuner.driver import report as rp
 
 
-def _rows(study: str, storage: str) -> list[rp.Row]:
+def _rows(study: str, storage: str) -> list[rk.Row]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return rp.rows(optuna.load_study(study_name=study, storage=storage))
+    return rk.rows(optuna.load_study(study_name=study, storage=storage))
 
 
-def _describe(label: str, row: rp.Row, base: rp.Row | None) -> str:
+def _describe(label: str, row: rk.Row, base: rk.Row | None) -> str:
     m = row.metrics
     memory = ""
     if "gpu_peak_reserved_mb" in m:
@@ -44,7 +45,7 @@ def main() -> int:
     args = parser.parse_args()
 
     gpu_rows = _rows(args.gpu_study, args.storage)
-    base, ranked = rp.baseline_row(gpu_rows), rp.ranked(gpu_rows, "samples_per_sec")
+    base, ranked = rk.baseline_row(gpu_rows), rk.ranked(gpu_rows, "samples_per_sec")
     if base is None or not ranked:
         print(f"{args.gpu_study}: no measured baseline and best yet", file=sys.stderr)
         return 1
@@ -57,12 +58,12 @@ def main() -> int:
         print(f"  {count} x {text}")
 
     cpu_rows = _rows(args.cpu_study, args.cpu_storage or args.storage)
-    cpu_ranked = rp.ranked(cpu_rows, "samples_per_dollar")
+    cpu_ranked = rk.ranked(cpu_rows, "samples_per_dollar")
     if not cpu_ranked:
         print(f"{args.cpu_study}: no measured trial to compare with")
         return 0
     cpu_best = cpu_ranked[0]
-    print(_describe("CPU best per $", cpu_best, rp.baseline_row(cpu_rows)))
+    print(_describe("CPU best per $", cpu_best, rk.baseline_row(cpu_rows)))
     gpu_per_dollar = max(row.metrics.get("samples_per_dollar", 0.0) for row in ranked)
     ratio = gpu_per_dollar / cpu_best.metrics["samples_per_dollar"]
     print(f"samples per $: GPU best {gpu_per_dollar:,.0f} vs CPU best "

@@ -4,7 +4,8 @@ Starts a two-node Ray cluster on this machine (`ray start`, as tests/test_cluste
 gives the worker node a trial-like task that sleeps, then loses that node, and times how long
 `ray.get` on the task takes to raise (NodeDiedError: what the tuner turns into a lost,
 re-queued trial) and how long Ray takes to mark the node dead (what the tuner watches for a
-node that never fails its task). Two ways to lose it: its raylet and every process under it SIGKILLed (the
+node that never fails its task). Two ways to lose it: its raylet and every process under it
+SIGKILLed (the
 processes die, their connections close at once), or SIGSTOPped (a machine that hangs or drops
 off the network: nothing closes, only Ray's health check notices). Each with Ray's default
 health check and with a faster one set in the nodes' environment.

@@ -79,6 +79,7 @@ def larger_single_pass(workdir: Path) -> None:
     `tuner search` with the default search, and where its wall time went."""
     from optuna import load_study
 
+    from tuner.driver import ranking as rk
     from tuner.driver import report as rp
     from tuner.driver.cli import main as tuner_main
 
@@ -89,19 +90,19 @@ def larger_single_pass(workdir: Path) -> None:
     code = tuner_main(["search", "--space", str(space_file), "--workdir", str(workdir)])
     search_s = time.monotonic() - started
     study = load_study(study_name="efficiency_larger", storage=f"sqlite:///{workdir}/optuna.db")
-    rows = rp.rows(study)
+    rows = rk.rows(study)
     walls = [row.info.get("ended_at", 0) - row.info.get("started_at", 0) for row in rows
              if row.info.get("started_at")]
     timed = [row.metrics.get("timed_s", 0.0) for row in rows if row.info.get("started_at")]
     kept = [sum(row.step_times_s) for row in rows if row.info.get("started_at")]
-    best = rp.ranked(rows, "samples_per_sec")[0]
+    best = rk.ranked(rows, "samples_per_sec")[0]
     first_found = min(row.number for row in rows if row.knobs == best.knobs)
     print(f"\nlarger workload (exit {code}): {len(rows)} trials in {search_s:.0f} s of search "
           f"wall time, {sum(walls):.0f} s in trial processes (the rest: driver, Ray, MLflow, "
           f"Optuna: {(search_s - sum(walls)) / len(rows):.1f} s a trial)")
     print(f"  best: trial {best.number} ({best.role}), {best.samples_per_sec:.1f} samples/s, "
           f"{best.metrics.get('speedup', 0):.2f}x the baseline; its config first measured at "
-          f"trial {first_found}; {rp.changes(best.knobs, rp.baseline_row(rows).knobs)}")
+          f"trial {first_found}; {rp.changes(best.knobs, rk.baseline_row(rows).knobs)}")
     print(f"  timed steps / trial wall time: {sum(timed) / sum(walls):.1%} (kept rounds only "
           f"{sum(kept) / sum(walls):.1%}); roles: "
           f"{dict(Counter(row.role or 'candidate' for row in rows))}; statuses: "
@@ -278,7 +279,8 @@ def replay(space: Any, configs: dict[str, Config], method: str, seed: int, budge
             value = config.measure(rng, run_to_run_cv)
             trial.set_user_attr(st.METRICS, {"noisy": float(config.noisy)})
             best = max(told.values(), default=0.0)
-            if prune and number > 0 and config.ok and value * config.screen_ratio < PRUNE_BELOW * best:
+            if (prune and number > 0 and config.ok
+                    and value * config.screen_ratio < PRUNE_BELOW * best):
                 trial.report(value * config.screen_ratio, 0)
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 wall += config.screen_wall_s

@@ -78,7 +78,7 @@ def run_round(folder: Path, study: str, kills: int, rng: random.Random) -> dict[
         time.sleep(2)
         try:
             trials = optuna.load_study(study_name=study, storage=storage).get_trials()
-        except Exception:  # noqa: BLE001, S112 - killed before the study existed
+        except Exception:  # noqa: BLE001 - killed before the study existed
             continue
         now = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
         lost += sum(1 for number, value in completed_before.items() if now.get(number) != value)

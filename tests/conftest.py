@@ -18,7 +18,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(TESTS)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 sys.path.insert(0, str(TESTS))
 # Searches started by tests take their own host lock, not the one a developer's search holds.
-os.environ.setdefault("TUNER_HOST_LOCK", str(Path(tempfile.gettempdir()) / f"tuner-tests-{os.getpid()}.lock"))
+os.environ.setdefault("TUNER_HOST_LOCK",
+                      str(Path(tempfile.gettempdir()) / f"tuner-tests-{os.getpid()}.lock"))
 
 
 def live_trial_processes(marker: str = "tuner-trial-") -> list[str]:

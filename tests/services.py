@@ -48,7 +48,8 @@ def postgres_bin() -> Path | None:
     if on_path and Path(on_path).with_name("initdb").exists():
         return Path(on_path).parent
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-                   key=lambda path: int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit() else 0)
+                   key=lambda path: (int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit()
+                                     else 0))
     return Path(found[-1]).parent if found else None
 
 

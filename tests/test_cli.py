@@ -126,5 +126,6 @@ def test_validate_and_the_real_entry_point(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]
     flag = subprocess.run([sys.executable, "-m", "tuner.driver.cli", "search", "--space", str(GOOD),
-                           "--trials", "-3"], capture_output=True, text=True, cwd=tmp_path, check=False)
+                           "--trials", "-3"], capture_output=True, text=True, cwd=tmp_path,
+                          check=False)
     assert flag.returncode == 2 and "--trials" in flag.stderr

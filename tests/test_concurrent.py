@@ -35,7 +35,8 @@ sampler: {name: random, seed: 1}
 
 def _search(folder: Path, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    return subprocess.Popen([sys.executable, "-m", "tuner.driver.cli", "search", "--space", "space.yaml",
+    return subprocess.Popen([sys.executable, "-m", "tuner.driver.cli", "search", "--space",
+                             "space.yaml",
                              *extra], cwd=folder, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

@@ -19,6 +19,7 @@ import yaml
 from conftest import SPACES
 from mlflow.tracking import MlflowClient
 
+from tuner.driver import ranking as rk
 from tuner.driver import report as rp
 from tuner.driver import study as st
 from tuner.driver.cli import main
@@ -172,8 +173,8 @@ def test_a_study_keeps_its_objectives(tmp_path: Path) -> None:
         st.open_study(two, storage, "s")
 
 
-def _row(number: int, device: str, sps: float, price: float, role: str = "candidate") -> rp.Row:
-    return rp.Row(number=number, role=role, status="ok", reason="",
+def _row(number: int, device: str, sps: float, price: float, role: str = "candidate") -> rk.Row:
+    return rk.Row(number=number, role=role, status="ok", reason="",
                   knobs={"device": device, "batch_size": 16 if device == "cpu" else 512},
                   metrics={"samples_per_sec": sps, "price_per_hour": price,
                            "samples_per_dollar": sps * 3600 / price, "step_time_cv": 0.01},
@@ -187,7 +188,7 @@ def test_pareto_front_and_the_cheapest_device_line() -> None:
     rows = [_row(0, "cpu", 9.12, 0.357, role=st.BASELINE), _row(1, "cpu", 40.73, 0.357),
             _row(2, "cuda", 930.9, 1.212), _row(3, "cuda", 340.0, 1.212)]
     both = ("samples_per_sec", "samples_per_dollar")
-    assert [r.number for r in rp.pareto_front(rows, both)] == [2]  # faster and cheaper
+    assert [r.number for r in rk.pareto_front(rows, both)] == [2]  # faster and cheaper
     line = rp.cheapest_line(rows)
     assert line.startswith("Most samples per USD: cuda, trial 2 (device=cuda batch_size=512): "
                            "2,765,050 samples/USD at 1.212 USD/h")
@@ -195,7 +196,7 @@ def test_pareto_front_and_the_cheapest_device_line() -> None:
     assert "30.07x the baseline (91,966)" in line
     # a GPU priced so high that the CPU is cheaper per sample: both ends of the front
     pricey = [*rows[:2], _row(2, "cuda", 930.9, 40.0)]
-    assert [r.number for r in rp.pareto_front(pricey, both)] == [2, 1]
+    assert [r.number for r in rk.pareto_front(pricey, both)] == [2, 1]
     table = rp.format_table(pricey, "samples_per_sec", objectives=both)
     assert "* Pareto front (samples_per_sec vs samples_per_dollar): trial(s) 1, 2" in table
     assert "Most samples per USD: cpu, trial 1" in table

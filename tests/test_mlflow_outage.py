@@ -45,7 +45,8 @@ def _search(folder: Path, url: str, *extra: str, wait_s: int = 3) -> subprocess.
     """`tuner search`; at its end it waits `wait_s` for an unreachable MLflow to come back."""
     env = {**os.environ, "PYTHONPATH": str(TESTS), "TUNER_MLFLOW_WAIT_S": str(wait_s),
            "TUNER_MLFLOW_RETRY_S": "5"}  # retry a server that is back within seconds
-    return subprocess.Popen([sys.executable, "-m", "tuner.driver.cli", "search", "--space", "space.yaml",
+    return subprocess.Popen([sys.executable, "-m", "tuner.driver.cli", "search", "--space",
+                             "space.yaml",
                              "--tracking-uri", url, *extra], cwd=folder, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -37,7 +37,8 @@ KILLS = 3
 
 def _search(folder: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(TESTS), "TUNER_HOST_LOCK": str(folder / "lock")}
-    return subprocess.Popen([sys.executable, "-m", "tuner.driver.cli", "search", "--space", "space.yaml"],
+    return subprocess.Popen([sys.executable, "-m", "tuner.driver.cli", "search", "--space",
+                             "space.yaml"],
                             cwd=folder, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -118,7 +119,7 @@ def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
 
 def test_a_trial_killed_between_its_result_and_its_tell_counts_as_interrupted(
         tmp_path: Path) -> None:
-    from tuner.driver import report
+    from tuner.driver import ranking
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
     trial = study.ask()
@@ -126,7 +127,7 @@ def test_a_trial_killed_between_its_result_and_its_tell_counts_as_interrupted(
     study.tell(trial, state=TrialState.FAIL)  # ... then the stale-trial check failed it
     frozen = study.get_trials()[0]
     assert rc.is_interrupted(frozen)
-    assert report.row_of(frozen).status == "interrupted"
+    assert ranking.row_of(frozen).status == "interrupted"
     failed = study.ask()
     failed.set_user_attr(st.STATUS, "crashed")
     study.tell(failed, state=TrialState.FAIL)

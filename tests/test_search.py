@@ -118,7 +118,8 @@ def test_guard_rejects_fp16_underflow_and_never_reports_it_best(ray_local, workd
     assert main(["search", "--space", space, "--trials", "3"]) == 0  # resumes the study
     out = capsys.readouterr().out
 
-    trials = {t.user_attrs[st.KNOBS]["dtype"]: t for t in _study(workdir, "guard_demo").get_trials()}
+    trials = {t.user_attrs[st.KNOBS]["dtype"]: t
+              for t in _study(workdir, "guard_demo").get_trials()}
     assert set(trials) == {"fp32", "fp16", "bf16"}
     fp16, bf16 = trials["fp16"], trials["bf16"]
     assert fp16.state == TrialState.COMPLETE and bf16.state == TrialState.COMPLETE

@@ -7,6 +7,7 @@ from typing import Any
 
 import optuna
 
+from tuner.driver import ranking as rk
 from tuner.driver import report as rp
 from tuner.driver import study as st
 from tuner.driver.space import parse_space
@@ -159,22 +160,22 @@ def test_study_queues_the_sweep_then_hands_over_to_the_sampler() -> None:
     assert st.enqueue_sweep(study, random_start) == 0
 
 
-def _row(number: int, batch: int, sps: float, role: str = "candidate") -> rp.Row:
-    return rp.Row(number=number, role=role, status="ok", reason="",
+def _row(number: int, batch: int, sps: float, role: str = "candidate") -> rk.Row:
+    return rk.Row(number=number, role=role, status="ok", reason="",
                   knobs={"batch_size": batch}, metrics={"samples_per_sec": sps}, violation=0.0)
 
 
 def test_confirmed_measurements_rank_first_and_replace_the_first_ones() -> None:
     rows = [_row(0, 16, 100.0, st.BASELINE), _row(1, 64, 180.0), _row(2, 256, 200.0),
             _row(3, 128, 150.0)]
-    assert [row.number for row in rp.ranked(rows, "samples_per_sec")] == [2, 1, 3, 0]
+    assert [row.number for row in rk.ranked(rows, "samples_per_sec")] == [2, 1, 3, 0]
     # trial 2's 200 was a lucky draw: confirmed at 160; trial 1 confirmed at 175
     rows += [_row(4, 256, 160.0, st.CONFIRM), _row(5, 64, 175.0, st.CONFIRM)]
-    assert [row.number for row in rp.ranked(rows, "samples_per_sec")] == [5, 4, 3, 0]
-    assert [row.number for row in rp.unconfirmed(rows, "samples_per_sec")] == [3, 0]
+    assert [row.number for row in rk.ranked(rows, "samples_per_sec")] == [5, 4, 3, 0]
+    assert [row.number for row in rk.unconfirmed(rows, "samples_per_sec")] == [3, 0]
     # an unconfirmed 190 after the confirmations: the confirmed best still comes first
     rows.append(_row(6, 32, 190.0))
-    assert [row.number for row in rp.ranked(rows, "samples_per_sec")] == [5, 6, 4, 3, 0]
+    assert [row.number for row in rk.ranked(rows, "samples_per_sec")] == [5, 6, 4, 3, 0]
     best = rp.best_config(rows, "samples_per_sec", "s")
     assert best is not None and best["trial"] == 5 and best["knobs"] == {"batch_size": 64}
 

@@ -9,8 +9,11 @@ line in `tuner.driver.search.results.derived`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-MAXIMIZE, MINIMIZE = "maximize", "minimize"  # Optuna's words for a direction
+Direction = Literal["maximize", "minimize"]  # Optuna's words for a direction
+MAXIMIZE: Direction = "maximize"
+MINIMIZE: Direction = "minimize"
 TRIAL, DRIVER = "trial process", "driver"  # who computes a metric
 
 # The names, so a typo is an import error, not a silent 0.0.
@@ -35,7 +38,7 @@ GUARD_VIOLATION = "guard_violation"
 class Metric:
     name: str
     unit: str
-    direction: str  # MAXIMIZE or MINIMIZE: which way is better
+    direction: Direction  # which way is better
     computed_by: str  # TRIAL or DRIVER
     about: str
     objective: bool = False  # a space may optimise it
@@ -69,11 +72,11 @@ REGISTRY: dict[str, Metric] = {metric.name: metric for metric in (
 OBJECTIVES: tuple[str, ...] = tuple(name for name, metric in REGISTRY.items() if metric.objective)
 
 
-def direction(name: str) -> str:
+def direction(name: str) -> Direction:
     return REGISTRY[name].direction
 
 
-def directions(objectives: tuple[str, ...] | list[str]) -> list[str]:
+def directions(objectives: tuple[str, ...] | list[str]) -> list[Direction]:
     """Optuna's `directions` for a study over these objectives."""
     return [direction(name) for name in objectives]
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tuner import metrics as mx
 from tuner.stats import step_stats
 
 BUILDING, WARMUP, TIMING, GUARD = "building", "warm-up", "timing", "guard"
@@ -162,14 +163,14 @@ def partial_metrics(progress: Progress) -> dict[str, float]:
     stats = step_stats(steps)  # the same statistics a completed trial reports
     metrics.update({
         "partial": 1.0,  # from a trial cut short: never ranked (its status is not ok)
-        "step_time_median_s": stats.median_s,
-        "step_time_iqr_s": stats.iqr_s,
-        "step_time_cv": stats.cv,
-        "timed_steps": float(len(steps)),
-        "measure_rounds": float(len(progress.rounds)),
+        mx.STEP_TIME_MEDIAN_S: stats.median_s,
+        mx.STEP_TIME_IQR_S: stats.iqr_s,
+        mx.STEP_TIME_CV: stats.cv,
+        mx.TIMED_STEPS: float(len(steps)),
+        mx.MEASURE_ROUNDS: float(len(progress.rounds)),
     })
     if progress.batch_size and stats.median_s > 0:
-        metrics["samples_per_sec"] = progress.batch_size / stats.median_s
+        metrics[mx.SAMPLES_PER_SEC] = progress.batch_size / stats.median_s
     return metrics
 
 

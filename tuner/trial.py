@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 # Outcome of one trial. "ok" is the only one with measurements.
 OK = "ok"
@@ -107,6 +107,64 @@ class TrialConfig:
         )
 
 
+class ProgressInfo(TypedDict, total=False):
+    """Where a trial killed at a limit (or dead) was: from its progress file."""
+
+    phase: str
+    timed_steps: int
+    rounds: int
+    warmup_times_s: list[float]
+    build_s: float
+    step_estimate_s: float
+    elapsed_s: float
+    startup_s: float  # interpreter and imports before the work
+    batch_size: int
+    partial: bool  # it had timed steps: its figures are kept, marked partial
+
+
+class TrialInfo(TypedDict, total=False):
+    """Where and how a trial ran: every field a trial process, its supervisor or the executor
+    may report (the driver keeps the ones in tuner.driver.search.results.INFO_KEPT)."""
+
+    # the trial process
+    pid: int
+    versions: dict[str, str]
+    affinity: list[int]  # its cores, before OpenMP binds its threads
+    niceness: int
+    worker_cpus: int
+    unsupported_choice: dict[str, Any]  # the choice this worker cannot run
+    torch_threads: int
+    interop_threads: int
+    preloaded: list[str]
+    memory_policy: str
+    omp_env: dict[str, str]
+    cpu_capability: str
+    cpu_features: list[str]
+    device: str
+    gpu: str
+    gpu_capability: list[int]
+    scenario: str  # "train" or "infer"
+    note: str  # why the kept round is short or noisy
+    traceback: str
+    # its supervisor on the node
+    env_set: dict[str, str]
+    memory_limit_mb: int
+    memory_peak_mb: float
+    pinned_cores: list[int]
+    placement: str
+    node_id: str
+    hostname: str
+    gpu_ids: list[str]
+    started_at: float
+    ended_at: float
+    wall_s: float
+    stderr_tail: str
+    progress: ProgressInfo
+    # the executor
+    cpus_requested: int
+    gpus_requested: int
+
+
 @dataclass
 class TrialResult:
     """What came back from a trial: measurements, or a failure with its reason."""
@@ -117,7 +175,7 @@ class TrialResult:
     step_times_s: list[float] = field(default_factory=list)
     guard_loss: float | None = None
     guard_losses: list[float] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)  # env set, versions, node, pid, ...
+    info: TrialInfo = field(default_factory=lambda: TrialInfo())
 
     @property
     def ok(self) -> bool:

@@ -200,6 +200,7 @@ def _cmd_best(args: argparse.Namespace) -> int:
     import optuna
 
     from tuner import metrics as mx
+    from tuner.driver import ranking as rk
     from tuner.driver import report as rp
     from tuner.driver import study as st
     from tuner.trial import MeasureSettings
@@ -220,7 +221,7 @@ def _cmd_best(args: argparse.Namespace) -> int:
     study = optuna.load_study(study_name=args.study, storage=storage)
     objective = study.user_attrs.get(st.OBJECTIVE, mx.SAMPLES_PER_SEC)
     objectives = tuple(study.user_attrs.get(st.OBJECTIVES, [objective]))
-    rows = rp.rows(study)
+    rows = rk.rows(study)
     print(rp.format_table(rows, objective, top=args.top,
                           max_cv=study.user_attrs.get(st.MAX_CV, MeasureSettings.max_cv),
                           currency=study.user_attrs.get(st.CURRENCY, "USD"),

@@ -53,7 +53,8 @@ def _wants_token(address: str) -> bool:
 
         with grpc.insecure_channel(address) as channel:
             stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
-            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=5)
+            request = gcs_service_pb2.GetClusterIdRequest()  # type: ignore[attr-defined]
+            stub.GetClusterId(request, timeout=5)
     except ImportError:
         return False
     except Exception as error:  # noqa: BLE001 - grpc.RpcError, or anything else: not ours to judge

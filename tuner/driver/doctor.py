@@ -22,7 +22,7 @@ ISA_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI",
 
 
 def cpu_facts() -> dict[str, Any]:
-    model, flags, cores = "", set(), set()
+    model, flags, cores = "", set[str](), set[tuple[str, str]]()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             physical = ""
@@ -75,7 +75,8 @@ def versions() -> dict[str, str]:
 
 
 def run_probe() -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "tuner.worker.probe"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "tuner.worker.probe"], capture_output=True,
+                          text=True,
                           timeout=300, check=False)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -87,7 +88,8 @@ def report() -> str:
     cpu = cpu_facts()
     total, available = memory_gib()
     probe = run_probe()
-    isa = ", ".join(f"{label} {'yes' if present else 'no'}" for label, present in cpu["isa"].items())
+    isa = ", ".join(f"{label} {'yes' if present else 'no'}"
+                    for label, present in cpu["isa"].items())
     lines = [
         f"cpu: {cpu['model']}",
         f"  isa: {isa}",
@@ -104,18 +106,21 @@ def report() -> str:
             (f"torch: {probe['torch']}, CPU kernels {probe['cpu_capability']}, "
             f"{probe['torch_threads_default']} threads by default; CUDA {probe['torch_cuda']}; "
             f"GPUs: {gpus}"),
-            f"  C++ compiler for inductor: {probe['cxx_compiler'] or 'not found (apt-get install g++)'}",
+            "  C++ compiler for inductor: "
+            f"{probe['cxx_compiler'] or 'not found (apt-get install g++)'}",
             f"  IPEX: {probe['ipex']}",
         ]
     lines.append("libraries a trial can preload:")
     for name in runtime_libs.LIBRARIES:
         path = runtime_libs.find(name)
-        lines.append(f"  {name}: {path if path else 'not found: ' + runtime_libs.LIBRARIES[name].install}")
+        found = path if path else "not found: " + runtime_libs.LIBRARIES[name].install
+        lines.append(f"  {name}: {found}")
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
     if "availability" in probe:
         lines.append("knob choices on this machine:")
         for knob, verdicts in probe["availability"].items():
             ok = [choice for choice, reason in verdicts.items() if reason is None]
             lines.append(f"  {knob}: {', '.join(ok) or 'none'}")
-            lines += [f"    {choice}: no - {reason}" for choice, reason in verdicts.items() if reason]
+            lines += [f"    {choice}: no - {reason}"
+                      for choice, reason in verdicts.items() if reason]
     return "\n".join(lines)

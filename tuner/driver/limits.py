@@ -8,16 +8,15 @@ for a quiet machine will be hit), instead of a guess.
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from tuner.trial import GuardSettings, MeasureSettings
+from tuner.trial import GuardSettings, MeasureSettings, ProgressInfo
 
 HEADROOM = 1.5  # the derived need is padded by this: the machine may slow down further
 GROWTH = 1.5  # and the new limit is at least this much longer than the one that was hit
 DEFAULT_STARTUP_S = 15.0  # interpreter and torch imports, when the trial did not say
 
 
-def needed_s(progress: dict[str, Any], measure: MeasureSettings, guard: GuardSettings) -> float:
+def needed_s(progress: ProgressInfo, measure: MeasureSettings, guard: GuardSettings) -> float:
     """Seconds a whole trial needs, from a killed trial's progress (executor.killed_result):
     start-up, model build, warm-up (its first step holds one-time costs such as compiling),
     `min_timed_steps` timed steps and the guard, each at the step time it saw. 0 when it saw
@@ -36,7 +35,7 @@ def needed_s(progress: dict[str, Any], measure: MeasureSettings, guard: GuardSet
             + warmup_s + measure.min_timed_steps * step_s + guard_s)
 
 
-def derived_limit_s(progress: dict[str, Any], measure: MeasureSettings, guard: GuardSettings,
+def derived_limit_s(progress: ProgressInfo, measure: MeasureSettings, guard: GuardSettings,
                     old_limit_s: float) -> float:
     """The limit to run a timed-out trial again with: what it needs with headroom, at least
     GROWTH x the old limit, in whole minutes."""

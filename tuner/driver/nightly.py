@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner import metrics as mx
+from tuner.driver import ranking as rk
 from tuner.driver import report as rp
 from tuner.driver.search.hooks import Extras, SearchHooks
 from tuner.driver.search.summary import Outcome
@@ -57,8 +58,8 @@ class Verdict:
 
     status: str  # "first night", "ok", "regression", "no champion"
     lines: list[str] = field(default_factory=list)
-    tonight: rp.Row | None = None
-    last: rp.Row | None = None
+    tonight: rk.Row | None = None
+    last: rk.Row | None = None
     ratio: float | None = None  # tonight's champion speed-up / last night's
 
     @property
@@ -73,23 +74,23 @@ def knob_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
             for name in names if before.get(name) != after.get(name)]
 
 
-def compare(tonight_rows: list[rp.Row], last_rows: list[rp.Row] | None, last_night: str | None,
+def compare(tonight_rows: list[rk.Row], last_rows: list[rk.Row] | None, last_night: str | None,
             objective: str, threshold: float) -> Verdict:
     """Tonight's champion against the last night's, by speed-up over each night's baseline."""
-    tonight = next(iter(rp.ranked(tonight_rows, objective)), None)
-    base = rp.baseline_row(tonight_rows)
+    tonight = next(iter(rk.ranked(tonight_rows, objective)), None)
+    base = rk.baseline_row(tonight_rows)
     if tonight is None or base is None:
         return Verdict("no champion", [("no measured, accepted config tonight: nothing to compare "
                                        "(see the failures above)")])
     described = rp.changes(tonight.knobs, base.knobs)
-    speedup = tonight.metrics.get("speedup", 1.0)
+    speedup = tonight.metrics.get(mx.SPEEDUP, 1.0)
     head = (f"tonight's champion: trial {tonight.number} ({described}), "
             f"{tonight.samples_per_sec:.2f} samples/s, {speedup:.2f}x tonight's baseline")
-    last = next(iter(rp.ranked(last_rows or [], objective)), None)
+    last = next(iter(rk.ranked(last_rows or [], objective)), None)
     if last is None:
         return Verdict("first night", [head, ("first night with a champion: nothing to compare "
                                              "against yet")], tonight=tonight)
-    last_speedup = last.metrics.get("speedup", 1.0)
+    last_speedup = last.metrics.get(mx.SPEEDUP, 1.0)
     ratio = speedup / last_speedup if last_speedup > 0 else 1.0
     lines = [head]
     again = (base if last.role == "baseline"
@@ -102,7 +103,7 @@ def compare(tonight_rows: list[rp.Row], last_rows: list[rp.Row] | None, last_nig
             measured += " (now rejected by the accuracy guard)"
         lines.append(f"last night's champion (trial {last.number} of {last_night}) re-measured "
                      f"tonight as trial {again.number}: {measured}")
-    last_base = rp.baseline_row(last_rows or [])
+    last_base = rk.baseline_row(last_rows or [])
     drift = (f"; baseline {base.samples_per_sec / last_base.samples_per_sec - 1:+.0%}"
              if last_base is not None and last_base.samples_per_sec else "")
     lines.append(f"absolute, with machine drift: champion {tonight.samples_per_sec:.2f} vs "
@@ -135,15 +136,15 @@ class Nightly(SearchHooks):
         self.start_tags = {"tuner.night": date}
         self.verdict: Verdict | None = None
         self.last_night: str | None = None
-        self.last_rows: list[rp.Row] | None = None
+        self.last_rows: list[rk.Row] | None = None
 
     def study_opened(self, study: Any, storage: Any) -> None:
         import optuna
 
         self._refuse_overlap(study)
         for name in earlier_nights(storage, self.space.study, self.date):
-            rows = rp.rows(optuna.load_study(study_name=name, storage=storage))
-            if rp.ranked(rows, self.space.objective):
+            rows = rk.rows(optuna.load_study(study_name=name, storage=storage))
+            if rk.ranked(rows, self.space.objective):
                 self.last_night, self.last_rows = name, rows
                 break
 
@@ -171,7 +172,7 @@ class Nightly(SearchHooks):
             return []
         picked: list[tuple[dict[str, Any], str]] = []
         seen: list[dict[str, Any]] = []
-        for rank, row in enumerate(rp.ranked(self.last_rows, self.space.objective)):
+        for rank, row in enumerate(rk.ranked(self.last_rows, self.space.objective)):
             config = self.space.searched(row.knobs)
             if not all(self.space.knobs[name].contains(value) for name, value in config.items()):
                 continue
@@ -192,7 +193,7 @@ class Nightly(SearchHooks):
         metrics: dict[str, float] = {}
         if verdict.tonight is not None:
             tags["tuner.champion"] = rp.changes(verdict.tonight.knobs,
-                                                (rp.baseline_row(outcome.rows) or
+                                                (rk.baseline_row(outcome.rows) or
                                                  verdict.tonight).knobs)
             metrics["champion_speedup"] = verdict.tonight.metrics.get(mx.SPEEDUP, 1.0)
             tags["tuner.champion_speedup"] = f"{metrics['champion_speedup']:.2f}x"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuner.driver.report import Row, baseline_row, pareto_front, ranked
+from tuner import metrics as mx
+from tuner.driver.ranking import Row, baseline_row, pareto_front, ranked
 
 DEVICE_COLOURS = {"cpu": "tab:blue", "cuda": "tab:green"}
 
@@ -105,21 +106,21 @@ def pareto_plot(all_rows: list[Row], objectives: tuple[str, ...], path: Path,
     for device in sorted({row.device for row in measured}):
         rows = [row for row in measured if row.device == device]
         axes.scatter([r.samples_per_sec for r in rows],
-                     [r.metrics.get("samples_per_dollar", 0.0) for r in rows],
+                     [r.metrics.get(mx.SAMPLES_PER_DOLLAR, 0.0) for r in rows],
                      label=device, alpha=0.7, color=DEVICE_COLOURS.get(device))
-    front = sorted(pareto_front(all_rows, ("samples_per_sec", "samples_per_dollar")),
+    front = sorted(pareto_front(all_rows, (mx.SAMPLES_PER_SEC, mx.SAMPLES_PER_DOLLAR)),
                    key=lambda r: r.samples_per_sec)
     axes.plot([r.samples_per_sec for r in front],
-              [r.metrics.get("samples_per_dollar", 0.0) for r in front],
+              [r.metrics.get(mx.SAMPLES_PER_DOLLAR, 0.0) for r in front],
               color="black", linewidth=1, marker="o", markerfacecolor="none",
               label="Pareto front")
     for row in front:
         axes.annotate(f"trial {row.number}", (row.samples_per_sec,
-                                              row.metrics.get("samples_per_dollar", 0.0)),
+                                              row.metrics.get(mx.SAMPLES_PER_DOLLAR, 0.0)),
                       textcoords="offset points", xytext=(5, 5), fontsize=8)
     base = baseline_row(all_rows)
-    if base is not None and base.metrics.get("samples_per_dollar"):
-        axes.scatter([base.samples_per_sec], [base.metrics["samples_per_dollar"]], s=160,
+    if base is not None and base.metrics.get(mx.SAMPLES_PER_DOLLAR):
+        axes.scatter([base.samples_per_sec], [base.metrics[mx.SAMPLES_PER_DOLLAR]], s=160,
                      facecolors="none", edgecolors="red", label="baseline")
     axes.set_xlabel("samples / s")
     axes.set_ylabel(f"samples / {currency}")

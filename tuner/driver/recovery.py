@@ -155,7 +155,7 @@ class Heartbeats:
         self.thread.join(timeout=30)
         try:
             self._beat_session(ended=ended, beat=time.time() if ended else 0.0)
-        except Exception:  # noqa: BLE001, S110 - a later search closes this session by its age
+        except Exception:  # noqa: BLE001 - a later search closes this session by its age
             pass
 
     def _run(self) -> None:
@@ -165,7 +165,7 @@ class Heartbeats:
                 ids = list(self.trial_ids.values())
             try:
                 for trial_id in ids:
-                    storage.record_heartbeat(trial_id)
+                    storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
                 self._beat_session(ended=False)
             except Exception:  # noqa: BLE001 - a locked or unreachable database: try next beat
                 self.errors += 1
@@ -176,7 +176,7 @@ class Heartbeats:
             "beat": time.time() if beat is None else beat, "ended": ended})
 
 
-def search_is_dead(study: optuna.Study, run_id: str, started_s: float, grace_s: int) -> bool:
+def search_is_dead(study: optuna.Study, run_id: str, started_s: float, grace_s: float) -> bool:
     """Whether the search that owns this still-RUNNING MLflow parent run is gone: its session
     heartbeat stopped without it ending, or it never wrote one (killed while starting)."""
     session = study.user_attrs.get(SESSION_PREFIX + run_id)

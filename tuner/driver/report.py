@@ -5,152 +5,24 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from optuna import Study
-from optuna.trial import FrozenTrial, TrialState
 
 from tuner import metrics as mx
-from tuner.driver import study as st
-from tuner.driver.strategy import config_key
+from tuner.driver.ranking import Row, baseline_row, pareto_front, ranked
 from tuner.trial import MeasureSettings
-
-
-@dataclass(frozen=True)
-class Row:
-    """One finished trial as the storage holds it: everything a table or MLflow needs."""
-
-    number: int
-    role: str
-    status: str
-    reason: str
-    knobs: dict[str, Any]
-    metrics: dict[str, float]
-    violation: float
-    duplicate_of: int | None = None
-    retry_of: int | None = None
-    run_id: str | None = None
-    step_times_s: tuple[float, ...] = ()
-    guard_losses: tuple[float, ...] = ()
-    info: dict[str, Any] = field(default_factory=dict)
-    confirms: int | None = None  # a confirming trial: the trial whose config it re-measured
-
-    @property
-    def feasible(self) -> bool:
-        return self.status == "ok" and self.violation <= 0
-
-    @property
-    def noisy(self) -> bool:
-        """Still too noisy after its re-measurements: never reported as best."""
-        return bool(self.metrics.get("noisy", 0.0))
-
-    @property
-    def samples_per_sec(self) -> float:
-        return self.metrics.get("samples_per_sec", 0.0)
-
-    @property
-    def device(self) -> str:
-        return str(self.knobs.get("device", "cpu"))
-
-    @property
-    def verdict(self) -> str:
-        if self.status != "ok":
-            return ""
-        return "rejected" if self.violation > 0 else "accepted"
-
-
-def row_of(trial: FrozenTrial) -> Row:
-    attrs = trial.user_attrs
-    status = st.recorded_status(trial)
-    return Row(
-        number=trial.number,
-        role=attrs.get(st.ROLE, ""),
-        status=status or _state_status(trial),
-        reason=(attrs.get(st.REASON, "") if status else "") or _state_reason(trial),
-        knobs=attrs.get(st.KNOBS, dict(trial.params)),
-        metrics=attrs.get(st.METRICS, {}),
-        violation=float(attrs.get(st.CONSTRAINT, 0.0)),
-        duplicate_of=attrs.get(st.DUPLICATE_OF),
-        retry_of=trial.system_attrs.get("failed_trial"),
-        run_id=attrs.get(st.MLFLOW_RUN_ID),
-        step_times_s=tuple(attrs.get(st.STEP_TIMES, ())),
-        guard_losses=tuple(attrs.get(st.GUARD_LOSSES, ())),
-        info=attrs.get(st.INFO, {}),
-        confirms=attrs.get(st.CONFIRMS),
-    )
-
-
-def rows(study: Study) -> list[Row]:
-    return [row_of(trial) for trial in st.finished_trials(study)]
-
-
-def _state_status(trial: FrozenTrial) -> str:
-    if trial.state == TrialState.FAIL:
-        return "interrupted"  # failed by the stale-trial check: its search was killed
-    return "ok" if trial.state == TrialState.COMPLETE else trial.state.name.lower()
-
-
-def _state_reason(trial: FrozenTrial) -> str:
-    if trial.state == TrialState.FAIL:
-        return "its search process stopped while it ran (no heartbeat); re-queued"
-    return ""
-
-
-def ranked(all_rows: list[Row], objective: str) -> list[Row]:
-    """Feasible measured trials, best first (the baseline included, as the reference). Once
-    a study has confirming trials, the best of them comes first, whatever a single unconfirmed
-    measurement says (the best is reported from confirmed measurements only), and the first
-    measurements of the configs they confirm are left out."""
-    def best_first(row: Row) -> float:
-        return row.metrics.get(objective, 0.0) * mx.sort_key(objective)
-
-    confirming = sorted((row for row in _measured(all_rows) if row.role == st.CONFIRM),
-                        key=best_first)
-    rest = sorted(confirming[1:] + unconfirmed(all_rows, objective), key=best_first)
-    return confirming[:1] + rest
-
-
-def unconfirmed(all_rows: list[Row], objective: str) -> list[Row]:
-    """Ranked trials of configs no confirming trial has measured again, best first."""
-    measured = _measured(all_rows)
-    confirmed = {config_key(row.knobs) for row in measured if row.role == st.CONFIRM}
-    rest = [row for row in measured if config_key(row.knobs) not in confirmed]
-    return sorted(rest, key=lambda row: row.metrics.get(objective, 0.0) * mx.sort_key(objective))
-
-
-def _measured(all_rows: list[Row]) -> list[Row]:
-    return [row for row in all_rows
-            if row.feasible and row.duplicate_of is None and not row.noisy]
-
-
-
-def pareto_front(all_rows: list[Row], objectives: tuple[str, ...]) -> list[Row]:
-    """Ranked trials no other ranked trial beats on every objective (each in its own
-    direction), best first on the first objective. One objective: the best trial alone."""
-    candidates = ranked(all_rows, objectives[0])
-    if len(objectives) < 2:
-        return candidates[:1]
-
-    def beats(a: Row, b: Row) -> bool:
-        pairs = [(a.metrics.get(name, 0.0), b.metrics.get(name, 0.0), name)
-                 for name in objectives]
-        return (all(mx.at_least_as_good(x, y, name) for x, y, name in pairs)
-                and any(x != y for x, y, _ in pairs))
-
-    return [row for row in candidates if not any(beats(other, row) for other in candidates)]
 
 
 def cheapest_line(all_rows: list[Row], currency: str = "USD") -> str | None:
     """One line: which device and config give the most samples per unit of currency, and by
     how much they beat the best config of every other device and the baseline."""
-    best = ranked(all_rows, "samples_per_dollar")
+    best = ranked(all_rows, mx.SAMPLES_PER_DOLLAR)
     if not best:
         return None
     top, base = best[0], baseline_row(all_rows)
-    per_dollar = top.metrics.get("samples_per_dollar", 0.0)
+    per_dollar = top.metrics.get(mx.SAMPLES_PER_DOLLAR, 0.0)
     price = top.metrics.get("price_per_hour")
     config = changes(top.knobs, base.knobs if base else None)
     config = "the baseline" if config == "(baseline)" else config
@@ -163,14 +35,10 @@ def cheapest_line(all_rows: list[Row], currency: str = "USD") -> str | None:
         versus.append(f"{per_dollar / other.metrics['samples_per_dollar']:.2f}x the best {device} "
                       f"config (trial {other.number}, "
                       f"{other.metrics['samples_per_dollar']:,.0f})")
-    if base is not None and base.number != top.number and base.metrics.get("samples_per_dollar"):
+    if base is not None and base.number != top.number and base.metrics.get(mx.SAMPLES_PER_DOLLAR):
         versus.append(f"{per_dollar / base.metrics['samples_per_dollar']:.2f}x the baseline "
                       f"({base.metrics['samples_per_dollar']:,.0f})")
     return line + ("; " + " and ".join(versus) if versus else "")
-
-
-def baseline_row(all_rows: list[Row]) -> Row | None:
-    return next((row for row in all_rows if row.role == st.BASELINE and row.status == "ok"), None)
 
 
 def changes(knobs: dict[str, Any], baseline: dict[str, Any] | None) -> str:
@@ -197,8 +65,8 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
     lines = [header]
     for rank, row in enumerate(best, 1):
         m = row.metrics
-        speedup = m.get("speedup")
-        cv = m.get("step_time_cv", 0.0)
+        speedup = m.get(mx.SPEEDUP)
+        cv = m.get(mx.STEP_TIME_CV, 0.0)
         noisy = "!" if cv > max_cv else " "
         columns = ""
         if inference:
@@ -216,8 +84,9 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
             f"{columns}{changes(row.knobs, base.knobs if base else None)}{_confirming(row)}"
         )
     lines.append(count_line(all_rows, max_cv))
-    if any(row.metrics.get("step_time_cv", 0.0) > max_cv for row in best):
-        lines.append(f"! step-time cv above {max_cv:.0%}: timings noisy, re-measure before trusting")
+    if any(row.metrics.get(mx.STEP_TIME_CV, 0.0) > max_cv for row in best):
+        lines.append(f"! step-time cv above {max_cv:.0%}: timings noisy, re-measure before "
+                     "trusting")
     if front:
         lines.append(f"* Pareto front ({' vs '.join(objectives)}): trial(s) "
                      f"{', '.join(str(n) for n in sorted(front))}")
@@ -328,14 +197,14 @@ def best_config(all_rows: list[Row], objective: str, study_name: str,
         "objective": objective,
         "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
         "samples_per_sec": round(row.samples_per_sec, 4),
-        "speedup_over_baseline": round(row.metrics.get("speedup", 0.0), 4),
-        "samples_per_dollar": round(row.metrics.get("samples_per_dollar", 0.0), 2),
+        "speedup_over_baseline": round(row.metrics.get(mx.SPEEDUP, 0.0), 4),
+        "samples_per_dollar": round(row.metrics.get(mx.SAMPLES_PER_DOLLAR, 0.0), 2),
         "knobs": row.knobs,
     }
     if len(objectives) > 1:  # the other trade-offs worth knowing
         config["pareto_front"] = [
             {"trial": r.number, "samples_per_sec": round(r.samples_per_sec, 4),
-             "samples_per_dollar": round(r.metrics.get("samples_per_dollar", 0.0), 2),
+             "samples_per_dollar": round(r.metrics.get(mx.SAMPLES_PER_DOLLAR, 0.0), 2),
              "knobs": dict(r.knobs)} for r in pareto_front(all_rows, objectives)]
     return config
 

@@ -80,7 +80,8 @@ def check_storage_url(url: str) -> None:
 def check_tracking_uri(uri: str) -> None:
     schemes = ("sqlite:", "file:", "http:", "https:", "postgresql", "mysql", "databricks")
     if "://" in uri and not uri.startswith(schemes):
-        raise UserError(f"--tracking-uri: unsupported scheme in {redact(uri)!r}; use sqlite:///mlflow.db, "
+        raise UserError(f"--tracking-uri: unsupported scheme in {redact(uri)!r}; "
+                        "use sqlite:///mlflow.db, "
                         "http://host:5000, file:/path or a local folder")
 
 

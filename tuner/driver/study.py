@@ -24,7 +24,7 @@ from tuner.trial import OK, OOM, PRUNED, UNSUPPORTED
 ROLE = "role"  # "baseline" for the reference trial
 STATUS = "status"
 REASON = "reason"
-CONSTRAINT = "guard_violation"  # user attr, and the Optuna constraint name
+CONSTRAINT = mx.GUARD_VIOLATION  # user attr, and the Optuna constraint name
 MLFLOW_RUN_ID = "mlflow_run_id"
 METRICS = "metrics"
 DUPLICATE_OF = "duplicate_of"

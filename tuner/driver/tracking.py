@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tuner.driver.report import Row
+from tuner.driver.ranking import Row
 
 # An unreachable tracking server must cost seconds, not MLflow's default minutes of retries:
 # the search goes on and logs what it missed when the server is back.
@@ -92,7 +92,8 @@ class Tracker:
             **tags,
         }
         run = self.client.create_run(self.experiment_id, tags=run_tags,
-                                     run_name=run_name or f"search-{time.strftime('%Y%m%d-%H%M%S')}")
+                                     run_name=(run_name or
+                                               f"search-{time.strftime('%Y%m%d-%H%M%S')}"))
         self.parent_run_id = run.info.run_id
         return self.parent_run_id
 

@@ -77,7 +77,7 @@ class Host:
             has_cuda=has_cuda,
             cxx_compiler=shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++"),
             gpu_name=torch.cuda.get_device_name(0) if has_cuda else "",
-            gpu_capability=tuple(torch.cuda.get_device_capability(0)) if has_cuda else (0, 0),
+            gpu_capability=torch.cuda.get_device_capability(0) if has_cuda else (0, 0),
             gpu_bf16=has_cuda and torch.cuda.is_bf16_supported(),
             torch_cuda=torch.version.cuda,
         )

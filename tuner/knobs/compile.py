@@ -16,7 +16,8 @@ class CompileBackend(Knob):
     name = "compile"
     help = "torch.compile backend ('none': eager)"
     default = NONE
-    allowed = (NONE, "inductor", "aot_eager", "ipex")  # "ipex": IPEX's backend, registered at its import
+    # "ipex": IPEX's backend, registered at its import
+    allowed = (NONE, "inductor", "aot_eager", "ipex")
     changes_numerics = True
 
     def unsupported_reason(self, value: Any, host: Host,

@@ -18,7 +18,7 @@ DEFAULT = "default"
 
 
 class _ThreadCount(Knob):
-    """A thread count: 'default' (torch's choice) or an integer no larger than the worker's cores."""
+    """A thread count: 'default' (torch's choice) or an integer up to the worker's cores."""
 
     default = DEFAULT
     integer = True

@@ -74,7 +74,7 @@ def group_resident_mb(pgid: int) -> float:
 
 
 def _group_pids(pgid: int) -> list[int]:
-    pids = []
+    pids: list[int] = []
     try:
         names = os.listdir("/proc")
     except OSError:

@@ -28,7 +28,7 @@ def announce(placement_key: str) -> None:
         from ray.experimental import internal_kv
 
         internal_kv._internal_kv_put(placement_key, node_id().encode(), overwrite=True)
-    except Exception:  # noqa: BLE001, S110 - without it, a hung node is found by the time limit
+    except Exception:  # noqa: BLE001 - without it, a hung node is found by the time limit
         pass
 
 
@@ -55,7 +55,7 @@ def publisher(placement_key: str, progress_path: Path) -> Any:
 
             internal_kv._internal_kv_put(pg.progress_key(placement_key),
                                          progress.describe(time.time()).encode(), overwrite=True)
-        except Exception:  # noqa: BLE001, S110 - a progress line is a convenience
+        except Exception:  # noqa: BLE001 - a progress line is a convenience
             pass
 
     return publish

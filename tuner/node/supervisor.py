@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuner import metrics as mx
 from tuner import progress as pg
 from tuner.knobs import REGISTRY
 from tuner.node import cores, placement
 from tuner.node.memory import Watch, default_memory_limit_mb
-from tuner.trial import CRASHED, FAILED, OOM, TIMEOUT, TrialConfig, TrialResult
+from tuner.trial import CRASHED, FAILED, OOM, TIMEOUT, TrialConfig, TrialInfo, TrialResult
 
 # Variables that silently change a trial if inherited (Ray itself exports OMP_NUM_THREADS).
 INHERITED_VARS_REMOVED = (
@@ -132,7 +133,7 @@ def _run(launch: _Launch, folder: Path, watch: Watch) -> tuple[int, bool, float 
              str(folder / "result.json")],
             env=env, stdin=subprocess.DEVNULL, stdout=stderr, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: a kill takes its children too
-            preexec_fn=_child_setup(launch.memory_limit_mb, launch.core_set),  # noqa: PLW1509
+            preexec_fn=_child_setup(launch.memory_limit_mb, launch.core_set),
         )
         try:
             return _supervise(process, launch.time_limit_s, watch)
@@ -165,7 +166,7 @@ def _result_of(launch: _Launch, folder: Path, returncode: int, timed_out: bool,
     return result
 
 
-def _where_it_ran(launch: _Launch, watch: Watch, started: float) -> dict[str, Any]:
+def _where_it_ran(launch: _Launch, watch: Watch, started: float) -> TrialInfo:
     return {
         "env_set": launch.explicit,
         "memory_limit_mb": launch.memory_limit_mb,
@@ -220,8 +221,9 @@ def killed_result(status: str, reason: str, seen: tuple[pg.Progress | None, floa
     steps = progress.kept_round()
     metrics = pg.partial_metrics(progress)
     kept = ""
-    if "samples_per_sec" in metrics:
-        kept = (f"; {len(steps)} timed step(s) kept: {metrics['samples_per_sec']:,.2f} samples/s "
+    if mx.SAMPLES_PER_SEC in metrics:
+        kept = (f"; {len(steps)} timed step(s) kept: "
+                f"{metrics[mx.SAMPLES_PER_SEC]:,.2f} samples/s "
                 "(partial)")
     return TrialResult(
         status=status, reason=f"{reason}, in {progress.describe(now)}{kept}{last_words}",
@@ -236,7 +238,7 @@ def killed_result(status: str, reason: str, seen: tuple[pg.Progress | None, floa
             "batch_size": progress.batch_size, "partial": bool(steps)}})
 
 
-def _load_prctl() -> object | None:
+def _load_prctl() -> Any:
     try:
         import ctypes
 

@@ -136,7 +136,7 @@ class InferRun:
             inductor_config.freezing = True  # weights are constants at inference: fold them
         self.model = model
         self.compiled = options is not None
-        self.forward = torch.compile(model, **options) if self.compiled else model
+        self.forward = torch.compile(model, **options) if options is not None else model
 
     def batches(self) -> Iterator[Any]:
         return iter(self.loader)
@@ -168,7 +168,7 @@ def configure_backends(setup: RunSetup) -> None:
     if setup.tf32 is not None:
         precision = "tf32" if setup.tf32 else "ieee"
         torch.backends.cuda.matmul.fp32_precision = precision
-        torch.backends.cudnn.conv.fp32_precision = precision
+        torch.backends.cudnn.conv.fp32_precision = precision  # type: ignore[attr-defined]
     torch.backends.cudnn.benchmark = setup.cudnn_benchmark
 
 
@@ -228,6 +228,8 @@ def _onnxruntime_forward(model: torch.nn.Module, setup: RunSetup,
                                 verbose=False)
     folder = tempfile.mkdtemp(prefix="tuner-onnx-")
     path = os.path.join(folder, "model.onnx")
+    if program is None:  # dynamo=True always returns one; the type allows None
+        raise RuntimeError("torch.onnx.export returned no program")
     program.save(path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = setup.intra_op_threads or 0

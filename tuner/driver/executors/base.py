@@ -52,7 +52,7 @@ class Executor(ABC):
 
     @abstractmethod
     def describe(self) -> str:
-        """The cluster in one line, for the search's opening lines."""
+        """Where trials run, in one line for the search's opening lines ("ray: 1 node, ...")."""
 
     def unschedulable(self, knobs: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
         """(the choice, why) when no node could ever run this config."""

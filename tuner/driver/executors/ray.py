@@ -123,7 +123,7 @@ class RayExecutor(Executor):
         tuner = (f"; tuner {versions[0]} on every node" if len(versions) == 1 else
                  f"; WARNING: the nodes run different tuner versions ({', '.join(versions)}): "
                  "install one everywhere, or results are not comparable" if versions else "")
-        return f"{nodes}, up to {self.node_cpus} CPUs per node{gpus}{tuner}"
+        return f"ray: {nodes}, up to {self.node_cpus} CPUs per node{gpus}{tuner}"
 
     def submit(self, config: TrialConfig) -> Submitted:
         """Give the trial to Ray now if the cluster has room for it, else keep it waiting
@@ -170,7 +170,8 @@ class RayExecutor(Executor):
         item.started = time.monotonic()
         self._given.append(item)
 
-    def wait_any(self, running: list[Submitted], timeout_s: float) -> list[tuple[Submitted, TrialResult]]:
+    def wait_any(self, running: list[Submitted],
+                 timeout_s: float) -> list[tuple[Submitted, TrialResult]]:
         """Results of the trials that finished within `timeout_s` (possibly none); waiting
         trials are given to Ray as room frees up."""
         ray = self._ray
@@ -245,13 +246,13 @@ class RayExecutor(Executor):
 
                 internal_kv._internal_kv_del(item.placement_key)
                 internal_kv._internal_kv_del(pg.progress_key(item.placement_key))
-            except Exception:  # noqa: BLE001, S110 - a stale key costs a few bytes
+            except Exception:  # noqa: BLE001 - a stale key costs a few bytes
                 pass
 
     def _cancel(self, item: Submitted) -> None:
         try:
             self._ray.cancel(item.ref, force=True)
-        except Exception:  # noqa: BLE001, S110 - its node is gone: nothing left to stop
+        except Exception:  # noqa: BLE001 - its node is gone: nothing left to stop
             pass
 
     def _collect(self, item: Submitted) -> TrialResult:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner import metrics as mx
-from tuner.driver import report as rp
+from tuner.driver import ranking as rk
 from tuner.driver import study as st
 from tuner.driver.executors.base import Executor
 from tuner.driver.space import Space
@@ -78,6 +78,6 @@ def cut(study: Any, space: Space, knobs: dict[str, Any]) -> float:
     if settings.prune_below <= 0 or settings.screen_s <= 0 or len(space.objectives) > 1:
         return 0.0
     device = str(knobs.get("device", "cpu"))
-    speeds = [row.samples_per_sec for row in rp.ranked(rp.rows(study), mx.SAMPLES_PER_SEC)
+    speeds = [row.samples_per_sec for row in rk.ranked(rk.rows(study), mx.SAMPLES_PER_SEC)
               if row.device == device]
     return settings.prune_below * max(speeds) if speeds else 0.0

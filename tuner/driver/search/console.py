@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tuner import metrics as mx
-from tuner.driver import report as rp
+from tuner.driver import ranking as rk
 from tuner.trial import TrialResult
 
 
@@ -48,7 +48,7 @@ class Console:
         return f"[{launched:>{width}}/{to_run}]"
 
     def result_line(self, number: int, result: TrialResult, metrics: dict[str, float],
-                    violation: float, best: rp.Row | None) -> str:
+                    violation: float, best: rk.Row | None) -> str:
         """`trial 4 ok: 11.13 samples/s (4.99x baseline), ...  | best ...  [14m02s]`."""
         elapsed = self.elapsed()
         if not result.ok:

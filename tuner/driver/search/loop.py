@@ -17,6 +17,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from tuner.driver import hostlock
+from tuner.driver import ranking as rk
 from tuner.driver import recovery as rc
 from tuner.driver import report as rp
 from tuner.driver import study as st
@@ -91,7 +92,7 @@ class Search:
     def _run_started(self) -> Outcome:
         self._open_records_and_study()
         assert self.records is not None
-        self.records.sync(rp.rows(self.study), only=None)  # what a killed search left unlogged
+        self.records.sync(rk.rows(self.study), only=None)  # what a killed search left unlogged
         done_before = self.schedule.budget_used()
         self.to_run = self.trials_budget - done_before
         if self.to_run <= 0:
@@ -146,7 +147,7 @@ class Search:
         session = parent if isinstance(parent, str) else f"unlogged-{uuid.uuid4().hex}"
         self.heartbeats = rc.Heartbeats(self.study, session, space.trial.heartbeat_s)
         self.heartbeats.start()
-        out(f"ray: {self.executor.describe()}; up to {space.trial.max_concurrent} trial(s) at a "
+        out(f"{self.executor.describe()}; up to {space.trial.max_concurrent} trial(s) at a "
             f"time; mlflow: {redact(self.where.tracking_uri)}; storage: "
             f"{redact(self.where.storage)}")
         out(f"objective: {' and '.join(space.objectives)}; prices: "
@@ -174,7 +175,7 @@ class Search:
                     and not st.baseline_queued(self.study)):  # a lost baseline is re-queued
                 raise SearchAborted(
                     "the baseline trial failed, so there is nothing to compare against: "
-                    + (rp.failure_lines(rp.rows(self.study))[-1:] or ["see MLflow"])[0]
+                    + (rp.failure_lines(rk.rows(self.study))[-1:] or ["see MLflow"])[0]
                     + self._baseline_limit_hint())
         self.schedule.queue_first(*self._counts())
         while True:
@@ -189,7 +190,7 @@ class Search:
 
     def _baseline_limit_hint(self) -> str:
         """For a baseline that ran out of time twice: the flag, with a limit to try."""
-        last = [row for row in rp.rows(self.study) if row.role == st.BASELINE][-1:]
+        last = [row for row in rk.rows(self.study) if row.role == st.BASELINE][-1:]
         if not last or last[0].status != TIMEOUT:
             return ""
         tried = self.study.user_attrs.get(st.BASELINE_LIMIT, self.space.trial.time_limit_s)
@@ -213,7 +214,7 @@ class Search:
         assert self.records is not None
         rc.fail_stale(self.study)  # another search of this study died: its trials re-queued
         if self.records.retry_due():
-            self.records.sync(rp.rows(self.study), only=set(self.records.unlogged))
+            self.records.sync(rk.rows(self.study), only=set(self.records.unlogged))
         now = time.monotonic()
         if now - self._last_note < PROGRESS_NOTE_S:
             return  # a line every few minutes while long trials run: a quiet terminal, no hang
@@ -310,7 +311,7 @@ class Search:
         if verdict.run_again_with_s is not None:  # before closing: then it is not counted
             running.trial.set_user_attr(st.RUN_AGAIN, verdict.run_again_with_s)
         self._close(trial_number, values=verdict.values, state=verdict.state)
-        best = (next(iter(rp.ranked(rp.rows(self.study), self.space.objective)), None)
+        best = (next(iter(rk.ranked(rk.rows(self.study), self.space.objective)), None)
                 if result.ok else None)
         self.console.out(self.console.result_line(trial_number, result, verdict.metrics,
                                                   verdict.violation, best))
@@ -340,7 +341,7 @@ class Search:
                              f"heartbeat for {self.space.trial.grace_s} s: storage too slow?); "
                              "it is re-queued")
         self.heartbeats.remove(trial_number)
-        self.records.record_trial(rp.row_of(self.study.get_trials(deepcopy=False)[trial_number]))
+        self.records.record_trial(rk.row_of(self.study.get_trials(deepcopy=False)[trial_number]))
 
     def _abandon_running(self, reason: str) -> None:
         """Interrupted (Ctrl-C, SIGTERM): close the running trials as interrupted, re-queued

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tuner.driver import ranking as rk
 from tuner.driver import recovery as rc
-from tuner.driver import report as rp
 from tuner.driver.search.console import Console, duration
 from tuner.driver.stores import Locations, redact
 from tuner.errors import UserError
@@ -82,7 +82,7 @@ class Records:
             trial.set_user_attr(run_id_attr, run_id)
         return run_id
 
-    def record_trial(self, row: rp.Row) -> None:
+    def record_trial(self, row: rk.Row) -> None:
         self.unlogged.add(row.number)
         if self.call(self.tracker.record_trial, row) is not None:
             self.unlogged.discard(row.number)
@@ -90,7 +90,7 @@ class Records:
     def retry_due(self) -> bool:
         return bool(self.unlogged) and time.monotonic() - self.last_failure >= SYNC_RETRY_S
 
-    def sync(self, rows: list[rp.Row], only: set[int] | None) -> None:
+    def sync(self, rows: list[rk.Row], only: set[int] | None) -> None:
         """Write the finished trials MLflow lacks (`only` these, or all)."""
         from tuner.driver.tracking import sync_trials
 
@@ -122,7 +122,7 @@ class Records:
         Returns what MLflow still lacks, in words (the CLI then exits with 3), or None."""
         deadline = time.monotonic() + FINAL_SYNC_WAIT_S
         while True:
-            self.sync(rp.rows(study), only=None)
+            self.sync(rk.rows(study), only=None)
             if not parent_closed and not self.down:
                 parent_closed = close_parent()
                 if parent_closed:

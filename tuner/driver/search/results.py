@@ -79,7 +79,7 @@ def interpret(study: Any, space: Space, running: Running, result: TrialResult) -
         st.remember_unsupported(study, result.info["unsupported_choice"], result.reason)
     if result.status == OOM:  # larger batches with the same numerics are skipped from now on
         st.remember_out_of_memory(study, running.knobs, running.number)
-    info = {key: result.info[key] for key in INFO_KEPT if key in result.info}
+    info = {key: value for key, value in result.info.items() if key in INFO_KEPT}
     verdict = Interpreted(metrics, found, attrs={
         st.STATUS: result.status, st.REASON: result.reason, st.METRICS: metrics,
         st.CONSTRAINT: found, st.STEP_TIMES: result.step_times_s,

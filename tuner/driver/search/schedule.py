@@ -11,8 +11,8 @@ from typing import Any
 from optuna.trial import TrialState
 
 from tuner.driver import priors
+from tuner.driver import ranking as rk
 from tuner.driver import recovery as rc
-from tuner.driver import report as rp
 from tuner.driver import study as st
 from tuner.driver.search.console import Console, duration
 from tuner.driver.search.hooks import SearchHooks
@@ -40,7 +40,8 @@ class Schedule:
         """After the baseline: the hardware's known-good configs (once per study), then the
         hooks' configs and the space's try_first."""
         baseline = st.baseline_trial(self.study)
-        if self.space.sampler.priors and baseline is not None and self.may_launch(launched, to_run, reused_in_a_row):
+        if (self.space.sampler.priors and baseline is not None
+                and self.may_launch(launched, to_run, reused_in_a_row)):
             configs = priors.prior_configs(self.space, baseline.user_attrs.get(st.INFO, {}))
             if st.enqueue_first(self.study, self.space, configs, PRIORS_DONE):
                 self.console.out(f"queued known-good config(s) for this hardware next: "
@@ -61,7 +62,7 @@ class Schedule:
         if (not count or self.study.user_attrs.get(st.CONFIRM_DONE) == self.trials_budget
                 or self.budget_used() < self.trials_budget - count):
             return
-        best = rp.unconfirmed(rp.rows(self.study), self.space.objective)[:count]
+        best = rk.unconfirmed(rk.rows(self.study), self.space.objective)[:count]
         for row in best:
             self.study.enqueue_trial(self.space.searched(row.knobs),
                                      user_attrs={st.ROLE: st.CONFIRM, st.CONFIRMS: row.number})

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner import metrics as mx
+from tuner.driver import ranking as rk
 from tuner.driver import report as rp
 from tuner.driver.search.console import Console
 from tuner.driver.space import Space
@@ -19,7 +20,7 @@ from tuner.driver.stores import Locations
 @dataclass
 class Outcome:
     study: str
-    rows: list[rp.Row]
+    rows: list[rk.Row]
     table: str
     best_path: Path | None
     launched: int = 0
@@ -29,7 +30,7 @@ class Outcome:
 def outcome_of(study: Any, space: Space, where: Locations, study_name: str,
                launched: int) -> Outcome:
     """The table and the best config file, from what the storage holds now."""
-    all_rows = rp.rows(study)
+    all_rows = rk.rows(study)
     table = rp.format_table(all_rows, space.objective, max_cv=space.max_cv,
                             currency=space.cost.currency, objectives=space.objectives)
     best = rp.best_config(all_rows, space.objective, study_name, space.objectives)
@@ -49,8 +50,8 @@ class Summary:
 
 def summary_of(outcome: Outcome, study: Any, space: Space, where: Locations,
                console: Console) -> Summary:
-    base = rp.baseline_row(outcome.rows)
-    best = rp.ranked(outcome.rows, space.objective)
+    base = rk.baseline_row(outcome.rows)
+    best = rk.ranked(outcome.rows, space.objective)
     metrics: dict[str, float] = {"trials_finished": float(len(outcome.rows))}
     tags: dict[str, str] = {}
     if base is not None:
@@ -101,7 +102,7 @@ def fingerprint(outcome: Outcome) -> str:
     them (a nightly comparison across a library update needs both)."""
     from tuner.driver.tracking import host_fingerprint, library_versions
 
-    base = rp.baseline_row(outcome.rows)
+    base = rk.baseline_row(outcome.rows)
     worker = {key: base.info[key] for key in ("hostname", "versions", "gpu", "torch_threads")
               if base is not None and key in base.info}
     return json.dumps({"driver": {"host": host_fingerprint(), "versions": library_versions()},

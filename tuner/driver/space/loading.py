@@ -63,7 +63,8 @@ def _apply_override(raw: dict[str, Any], override: str, source: str) -> None:
     try:
         value = yaml.safe_load(value_text)
     except yaml.YAMLError:
-        raise SpaceError(source, f"--set {key}", f"value {show(value_text)} is not valid YAML") from None
+        raise SpaceError(source, f"--set {key}",
+                         f"value {show(value_text)} is not valid YAML") from None
     node = raw
     parts = key.strip().split(".")
     for part in parts[:-1]:

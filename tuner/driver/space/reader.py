@@ -87,7 +87,8 @@ class SpaceReader(FieldReader):
         if ":" in name:
             module, _, factory = name.partition(":")
             if not module or not factory.isidentifier():
-                raise self.fail("workload.name", f"expected 'package.module:factory', got {show(name)}")
+                raise self.fail("workload.name",
+                                f"expected 'package.module:factory', got {show(name)}")
             if not module_exists(module):
                 raise self.fail("workload.name", f"module {show(module)} not found; install it or "
                                 "add it to PYTHONPATH")
@@ -201,7 +202,8 @@ class SpaceReader(FieldReader):
                 raise self.fail(field_path, "is empty; give at least one knob value")
             for name, value in data.items():
                 if not knobs[name].contains(value):
-                    raise self.fail(f"{field_path}.{name}", f"{show(value)} is not among knobs.{name} "
+                    raise self.fail(f"{field_path}.{name}",
+                                    f"{show(value)} is not among knobs.{name} "
                                     f"{knobs[name].describe()}")
             configs.append(dict(data))
         return tuple(configs)
@@ -240,7 +242,8 @@ class SpaceReader(FieldReader):
                   for device in per_device if device in data}
         unpriced = [device for device in devices if device not in prices]
         if len(devices) > 1 and unpriced:
-            raise self.fail(f"cost.{unpriced[0]}", f"missing: trials run on {' and '.join(devices)}, "
+            raise self.fail(f"cost.{unpriced[0]}",
+                            f"missing: trials run on {' and '.join(devices)}, "
                             "so each device needs its own price, e.g. cost: {cpu: "
                             "{price_per_hour: 0.357}, cuda: {price_per_hour: 1.212}}")
         as_of = data.get("as_of")

@@ -1,0 +1,73 @@
+"""The executor seam: a search runs through any `Executor`, not only Ray's.
+
+`InlineExecutor` below is a whole executor (one small class, as a new one would be a new
+module): it runs each trial's node supervisor in this process, one at a time, with no Ray.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+from conftest import SPACES
+
+from tuner.driver import study as st
+from tuner.driver.executors.base import Executor, Submitted
+from tuner.driver.search import Search
+from tuner.driver.space import load_space
+from tuner.driver.stores import locations
+from tuner.node.supervisor import run_trial_process
+from tuner.trial import TrialConfig, TrialResult
+
+
+class InlineExecutor(Executor):
+    """Each trial's supervisor runs here, when the search waits for a result."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.ran: list[int] = []
+
+    def start(self) -> None:
+        self.started = True
+
+    def describe(self) -> str:
+        return "inline: this process, one trial at a time"
+
+    def submit(self, config: TrialConfig) -> Submitted:
+        return Submitted(config=config, ref=config.trial_number, cpus=1,
+                         started=time.monotonic())
+
+    def wait_any(self, running: list[Submitted],
+                 timeout_s: float) -> list[tuple[Submitted, TrialResult]]:
+        item = running[0]
+        self.ran.append(item.config.trial_number)
+        raw = run_trial_process(item.config.to_json(), item.config.time_limit_s)
+        return [(item, TrialResult.from_dict(raw))]
+
+    def shutdown(self) -> None:
+        self.started = False
+
+
+def test_a_search_runs_through_an_executor_of_its_own(tmp_path: Path) -> None:
+    import ray
+
+    space = load_space(SPACES / "quick_train.yaml", ["budget.trials=3"])
+    where = locations(space, tmp_path / "w")
+    executor = InlineExecutor()
+    lines: list[str] = []
+    outcome = Search(space, where, executor, out=lines.append).run()
+
+    assert not ray.is_initialized()  # nothing of Ray was started
+    assert not executor.started  # shut down at the end
+    assert executor.ran == [0, 1, 2]
+    assert any(line.startswith("inline: this process") for line in lines)
+    assert [row.status for row in outcome.rows] == ["ok", "ok", "ok"]
+    assert outcome.rows[0].role == st.BASELINE and outcome.best_path is not None
+    study = optuna.load_study(study_name=space.study, storage=where.storage)
+    assert all(t.user_attrs[st.METRICS]["samples_per_sec"] > 0 for t in study.trials)
+    client = mlflow.MlflowClient(tracking_uri=where.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(space.study).experiment_id])
+    assert sorted(r.data.tags["tuner.kind"] for r in runs) == ["search", "trial", "trial",
+                                                                "trial"]

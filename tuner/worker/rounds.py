@@ -1,0 +1,118 @@
+"""The trial's measurement within its time: rounds of timed steps (another round while the
+steps are noisy, if it fits), planned to end before the supervisor's kill with the guard's time
+left.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tuner import progress as pg
+from tuner.stats import StepStats, step_stats
+from tuner.trial import TrialConfig
+
+if TYPE_CHECKING:
+    from tuner.worker.runner import Run
+
+# Left between the end of the trial's work and its supervisor's kill: writing the result and
+# exiting take well under a second; the supervisor looks once a second.
+DEADLINE_MARGIN_S = 3.0
+SAFETY = 1.25  # estimates of what is left (another round, the guard) are padded by this
+
+
+@dataclass
+class Timed:
+    """The measurement: its first round (warm-up, compile), the kept round and its stats."""
+
+    first: Any
+    timing: Any
+    stats: StepStats
+    rounds: int
+    timed_s: float
+    left_noisy: bool  # a noisy round kept for want of time
+
+
+def measure_rounds(config: TrialConfig, setup: Any, run: Run, log: pg.ProgressLog,
+             build_s: float) -> Timed:
+    stop_above_step_s = (setup.batch_size / config.stop_below if config.stop_below > 0
+                         else math.inf)
+    reserve_s = _guard_reserve(config, setup.batch_size, build_s, run.compiled)
+    return Timed(*_timed_rounds(run, config, stop_above_step_s, log, _deadline(config),
+                                 reserve_s, build_s))
+
+
+def _deadline(config: TrialConfig) -> float:
+    """The trial's end on this process's perf_counter clock, less a margin to write the result;
+    infinite outside a supervisor (no limit was set)."""
+    if config.deadline_epoch_s <= 0:
+        return math.inf
+    margin = max(DEADLINE_MARGIN_S, 0.02 * config.time_limit_s)
+    return time.perf_counter() + (config.deadline_epoch_s - time.time()) - margin
+
+
+def _guard_reserve(config: TrialConfig, batch_size: int, build_s: float,
+                   compiled: bool) -> Any:
+    """What the guard will need after the timed steps, from what timing has seen so far: a new
+    model (build_s), its own compile (a compiled model compiles again for the guard's batch),
+    and steps + 1 steps at the guard's batch size (at least a tenth of a timed step each)."""
+    if not config.guard.run:
+        return lambda timing, pace_s: 0.0
+    ratio = max(config.guard.batch_size / max(batch_size, 1), 0.1)
+
+    def reserve_s(timing: Any, pace_s: float) -> float:  # between timed steps: O(1)
+        compile_s = (max(0.0, timing.warmup_times_s[0] - pace_s)
+                     if compiled and timing.warmup_times_s else 0.0)
+        return SAFETY * (build_s + compile_s + (config.guard.steps + 1) * pace_s * ratio)
+
+    return reserve_s
+
+
+def _timed_rounds(run: Any, config: TrialConfig, stop_above_step_s: float,
+                  log: pg.ProgressLog, deadline: float, reserve_s: Any,
+                  build_s: float) -> tuple[Any, Any, Any, int, float, bool]:
+    """Time the steps; while the step-time cv is above max_cv, time a fresh round (a noisy
+    neighbour passes, a frequency settles), up to `remeasure` more, each only if it can end
+    before the deadline with the guard's time left. Keeps the steadiest round: its median is
+    the trial's figure; the first round's warm-up holds the compile time. The last value says
+    a noisy round was kept for want of time."""
+    from tuner.worker import measure
+
+    settings = config.measure
+
+    def one_round(stop_above: float = math.inf) -> Any:
+        log.phase(pg.WARMUP if settings.warmup_steps else pg.TIMING, build_s=build_s)
+        warmups = 0
+
+        def on_step(kind: str, seconds: float) -> None:
+            nonlocal warmups
+            log.step(kind, seconds)
+            if kind == "warmup":
+                warmups += 1
+                if warmups == settings.warmup_steps:
+                    log.phase(pg.TIMING)
+
+        return measure.time_steps(run.batches, run.step, settings, run.synchronize,
+                                  stop_above_step_s=stop_above, deadline=deadline,
+                                  reserve_s=reserve_s, on_step=on_step)
+
+    first = one_round(stop_above_step_s)
+    best = (first, step_stats(first.step_times_s))
+    rounds = 1
+    timed_s = sum(first.step_times_s)
+    left_noisy = False
+    while best[1].cv > settings.max_cv and rounds <= settings.remeasure and not first.pruned:
+        needed_s = (settings.warmup_steps + settings.min_timed_steps) * best[1].median_s
+        if time.perf_counter() + SAFETY * needed_s > deadline - reserve_s(best[0],
+                                                                          best[1].median_s):
+            left_noisy = True
+            break
+        timing = one_round()
+        stats = step_stats(timing.step_times_s)
+        rounds += 1
+        timed_s += sum(timing.step_times_s)
+        if stats.cv < best[1].cv:
+            best = (timing, stats)
+    return first, best[0], best[1], rounds, timed_s, left_noisy
