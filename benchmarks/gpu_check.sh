@@ -16,7 +16,7 @@ py="$(command -v python3 || command -v python)"
   "$py" -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, \
 'cuda', torch.version.cuda, torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0))"
   echo "== tuner doctor"
-  timeout 120 "$py" -c "from tuner.doctor import report; print(report())"
+  timeout 120 "$py" -c "from tuner.driver.doctor import report; print(report())"
 } 2>&1 | tee "$out/machine.txt"
 echo "== real-GPU tests"
 timeout 180 "$py" -m pytest -q -p no:cacheprovider tests/test_gpu_device.py 2>&1 | tee "$out/tests.txt"

@@ -1,7 +1,7 @@
 """Real GPU trials of gpu_train.yaml, through the node supervisor, without Ray, Optuna or MLflow.
 
 A GPU machine lent for minutes may lack the driver's packages (Ray's wheel alone is ~80 MB), so
-this runs what a search's trial on a GPU node runs, the same way: `executor.run_trial_process`
+this runs what a search's trial on a GPU node runs, the same way: `run_trial_process`
 (fresh `python -m tuner.worker`, time limit, memory cap, environment), for a fixed list of
 gpu_train.yaml configs (the baseline, the GPU prior, then one knob group at a time), and prints
 each trial's outcome, samples/s, speed-up over the baseline, GPU memory and the accuracy guard's
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from tuner.driver.search import results
+from tuner.driver import guard as gd
 from tuner.driver.space import load_space
 from tuner.knobs import numerics_key
 from tuner.node.supervisor import run_trial_process
@@ -98,7 +98,7 @@ def main() -> int:
             if number == 0:
                 base_sps, base_guard = result.metrics["samples_per_sec"], loss
             if loss is not None and base_guard is not None:
-                violation = results.violation(loss, base_guard, space.guard.tolerance,
+                violation = gd.violation(loss, base_guard, space.guard.tolerance,
                                             space.guard.mode)
         print(_line(label, result, base_sps, loss, violation, wall_s), flush=True)
         if number == 0 and not result.ok:

@@ -2,7 +2,7 @@
 how much wall time; how sure can it be; and where a trial's wall time goes.
 
 1. Grid: every config of a small space (a tiny CNN, 80 configs) measured once, each in a
-   fresh trial process exactly as the tuner runs it (tuner.executor.run_trial_process, the
+   fresh trial process exactly as the tuner runs it (tuner.node.supervisor.run_trial_process, the
    accuracy guard once per numerics key), measured by time (4 s of timed steps); cached.
 2. Reference: the grid's top configs measured again (--top, --repeats; cached), because one
    measurement on a shared machine is several % off the next; a config's reference value is

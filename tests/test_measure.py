@@ -7,7 +7,7 @@ import pytest
 
 from tuner import stats as step_statistics
 from tuner.driver import cost
-from tuner.driver.search import results
+from tuner.driver import guard as gd
 from tuner.trial import MeasureSettings
 from tuner.worker import measure
 
@@ -89,10 +89,10 @@ def test_samples_per_sec_and_dollar() -> None:
 
 
 def test_guard_violation() -> None:
-    assert results.violation(2.2, 2.2, 0.02, "relative") == pytest.approx(-0.02)
-    assert results.violation(2.2896, 2.1664, 0.02, "relative") > 0
-    assert results.violation(1.5, 1.0, 0.6, "absolute") == pytest.approx(-0.1)
-    assert results.violation(math.nan, 1.0, 0.1, "relative") == math.inf
+    assert gd.violation(2.2, 2.2, 0.02, "relative") == pytest.approx(-0.02)
+    assert gd.violation(2.2896, 2.1664, 0.02, "relative") > 0
+    assert gd.violation(1.5, 1.0, 0.6, "absolute") == pytest.approx(-0.1)
+    assert gd.violation(math.nan, 1.0, 0.1, "relative") == math.inf
 
 
 def test_time_steps_stops_before_a_step_that_would_end_past_the_deadline() -> None:

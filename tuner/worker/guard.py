@@ -1,7 +1,7 @@
 """The accuracy guard: a fixed experiment whose loss must stay near the baseline's.
 
 The trial process's half: `guard_losses` runs the experiment, `guard_value` sums it up. The
-driver's half, the verdict against the baseline, is `tuner.driver.search.results.violation`.
+driver's half, the verdict against the baseline, is `tuner.driver.guard`.
 """
 
 from __future__ import annotations

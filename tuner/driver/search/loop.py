@@ -13,9 +13,6 @@ import time
 import uuid
 from typing import Any
 
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
-
 from tuner.driver import hostlock
 from tuner.driver import ranking as rk
 from tuner.driver import recovery as rc
@@ -29,10 +26,11 @@ from tuner.driver.search.hooks import SearchHooks
 from tuner.driver.search.records import Records, connect_tracker
 from tuner.driver.search.schedule import Schedule
 from tuner.driver.search.summary import Outcome, outcome_of, summary_of
+from tuner.driver.search.tell import Teller
 from tuner.driver.space import Space
 from tuner.driver.stores import Locations, ensure_local_folders, preflight, redact
 from tuner.errors import SearchAborted
-from tuner.trial import OOM, TIMEOUT, TrialResult
+from tuner.trial import TIMEOUT, TrialResult
 
 WAIT_SLICE_S = 10.0
 PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet terminal is no hang
@@ -66,6 +64,7 @@ class Search:
         self.study: Any = None
         self.storage: Any = None
         self.schedule: Schedule  # made when the study is open
+        self.teller: Teller  # made when the search starts
         self.records: Records | None = None
         self.heartbeats: Any = None
         self._last_note = 0.0
@@ -106,7 +105,7 @@ class Search:
             self._loop()
         except BaseException:
             failed = True
-            self._abandon_running("search interrupted")
+            self.teller.abandon(self.running, "search interrupted")
             raise
         finally:
             outcome = self._outcome()
@@ -147,6 +146,7 @@ class Search:
         session = parent if isinstance(parent, str) else f"unlogged-{uuid.uuid4().hex}"
         self.heartbeats = rc.Heartbeats(self.study, session, space.trial.heartbeat_s)
         self.heartbeats.start()
+        self.teller = Teller(self.study, space, self.records, self.heartbeats, self.console)
         out(f"{self.executor.describe()}; up to {space.trial.max_concurrent} trial(s) at a "
             f"time; mlflow: {redact(self.where.tracking_uri)}; storage: "
             f"{redact(self.where.storage)}")
@@ -244,11 +244,11 @@ class Search:
         if isinstance(decision, ad.Reuse):
             self.launched -= 1  # nothing measured: the budget is for measurements
             self.reused_in_a_row += 1
-            self._reuse(trial, decision.earlier)
+            self.teller.reuse(trial, decision.earlier, self._counter())
             return role
         self.reused_in_a_row = 0
         if isinstance(decision, ad.Skip):
-            self._skip(trial, role, decision)
+            self.teller.skip(trial, role, decision, self._counter())
             return role
         tags = {"tuner.role": role, "tuner.numerics": decision.key}
         if retry is not None:
@@ -263,36 +263,6 @@ class Search:
                                   decision.config.time_limit_s, self._changes(knobs))
         return role
 
-    def _reuse(self, trial: Any, earlier: Any) -> None:
-        """Same knobs as a completed trial: tell its result again instead of re-measuring."""
-        assert self.records is not None
-        for name in (st.METRICS, st.STATUS, st.REASON, st.CONSTRAINT, st.INFO):
-            if name in earlier.user_attrs:
-                trial.set_user_attr(name, earlier.user_attrs[name])
-        trial.set_user_attr(st.DUPLICATE_OF, earlier.number)
-        trial.set_constraint(st.CONSTRAINT, float(earlier.user_attrs.get(st.CONSTRAINT, 0.0)))
-        self.records.start_trial(trial, trial.user_attrs[st.KNOBS], {
-            "tuner.role": "candidate", "tuner.duplicate_of": str(earlier.number)},
-            st.MLFLOW_RUN_ID)
-        self._close(trial.number, values=earlier.values)
-        self.console.out(f"{self._counter()} trial {trial.number} has the config of trial "
-                         f"{earlier.number}: result reused, nothing re-measured (not counted "
-                         "against the budget)")
-
-    def _skip(self, trial: Any, role: str, skip: ad.Skip) -> None:
-        """A config known not to run (a choice found unsupported, a batch size known to run out
-        of memory, a GPU the cluster lacks): skipped without starting a process."""
-        assert self.records is not None
-        trial.set_user_attr(st.STATUS, skip.status)
-        trial.set_user_attr(st.REASON, skip.reason)
-        if skip.status == OOM:
-            trial.set_constraint(st.CONSTRAINT, 1.0)  # infeasible: the sampler moves away
-        self.records.start_trial(trial, trial.user_attrs[st.KNOBS], {"tuner.role": role},
-                                 st.MLFLOW_RUN_ID)
-        self._close(trial.number, state=TrialState.PRUNED)
-        self.console.out(f"{self._counter()} trial {trial.number} skipped, not started: "
-                         f"{skip.reason}")
-
     def _finish(self, trial_number: int, result: TrialResult) -> None:
         running = self.running.pop(trial_number)
         verdict = rs.interpret(self.study, self.space, running, result)
@@ -301,7 +271,7 @@ class Search:
         if verdict.constraint is not None:
             running.trial.set_constraint(st.CONSTRAINT, verdict.constraint)
         if verdict.lost:  # not the config's doing: run again where Ray has room
-            requeued, reason = self._fail_and_requeue(
+            requeued, reason = self.teller.fail_and_requeue(
                 running.trial, result.reason, ": it runs again where the cluster has room")
             self.to_run += requeued  # its retry is one more trial for this search to run
             self.console.out(f"  trial {trial_number} lost: {reason}  [{self.console.elapsed()}]")
@@ -310,7 +280,7 @@ class Search:
             running.trial.report(*verdict.pruned_at)
         if verdict.run_again_with_s is not None:  # before closing: then it is not counted
             running.trial.set_user_attr(st.RUN_AGAIN, verdict.run_again_with_s)
-        self._close(trial_number, values=verdict.values, state=verdict.state)
+        self.teller.close(trial_number, values=verdict.values, state=verdict.state)
         best = (next(iter(rk.ranked(rk.rows(self.study), self.space.objective)), None)
                 if result.ok else None)
         self.console.out(self.console.result_line(trial_number, result, verdict.metrics,
@@ -328,42 +298,6 @@ class Search:
         self.console.out(f"  the baseline ran out of time{seen}: it runs again with a time "
                          f"limit of {duration(limit_s)} derived from what it measured (set "
                          "trial.time_limit_s to choose the limit)")
-
-    def _close(self, trial_number: int, values: list[float] | None = None,
-               state: TrialState | None = None) -> None:
-        """Tell Optuna, then write the MLflow record from what the storage now holds. Optuna
-        first: it is the record of truth, and a record MLflow misses is written later."""
-        assert self.records is not None
-        try:
-            self.study.tell(trial_number, values=values, state=state)
-        except UpdateFinishedTrialError:
-            self.console.out(f"warning: trial {trial_number} was failed as stale meanwhile (no "
-                             f"heartbeat for {self.space.trial.grace_s} s: storage too slow?); "
-                             "it is re-queued")
-        self.heartbeats.remove(trial_number)
-        self.records.record_trial(rk.row_of(self.study.get_trials(deepcopy=False)[trial_number]))
-
-    def _abandon_running(self, reason: str) -> None:
-        """Interrupted (Ctrl-C, SIGTERM): close the running trials as interrupted, re-queued
-        for the next search of this study, and close their MLflow runs as FAILED."""
-        for trial_number, running in list(self.running.items()):
-            try:
-                running.trial.set_user_attr(st.STATUS, rc.INTERRUPTED)
-                self._fail_and_requeue(running.trial, reason, "")
-            except Exception as error:  # noqa: BLE001 - best effort while shutting down
-                self.console.out(f"warning: could not close trial {trial_number}: {error}")
-        self.running.clear()
-
-    def _fail_and_requeue(self, trial: Any, reason: str, then: str) -> tuple[bool, str]:
-        """A trial that did nothing wrong (its search stopped, its node was lost): its config
-        queued again, unless it has been re-run MAX_RETRIES times already; then the trial
-        closed as FAIL with the reason saying which. Returns (re-queued, that reason)."""
-        requeued = rc.requeue(self.study, trial.number)
-        reason += (f"; re-queued{then}" if requeued else
-                   f"; not re-queued: its config was cut short {rc.MAX_RETRIES + 1} times")
-        trial.set_user_attr(st.REASON, reason)
-        self._close(trial.number, state=TrialState.FAIL)
-        return requeued, reason
 
     # -- the end -------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from tuner import metrics as mx
 from tuner.driver import cost, limits
+from tuner.driver import guard as gd
 from tuner.driver import study as st
 from tuner.driver.space import Space
 from tuner.trial import LOST, OOM, PRUNED, TIMEOUT, UNSUPPORTED, TrialResult
@@ -56,16 +57,6 @@ class Interpreted:
     run_again_with_s: float | None = None  # a baseline out of time: its next limit
 
 
-def violation(loss: float, reference: float, tolerance: float, mode: str) -> float:
-    """How far past the tolerance the guard's value moved; <= 0 is within it."""
-    if not math.isfinite(loss):
-        return math.inf
-    distance = abs(loss - reference)
-    if mode == "relative":
-        distance /= max(abs(reference), 1e-12)
-    return distance - tolerance
-
-
 def interpret(study: Any, space: Space, running: Running, result: TrialResult) -> Interpreted:
     """Derive, learn, decide: the study's memos are updated here; the caller tells Optuna."""
     metrics = dict(result.metrics)
@@ -74,7 +65,8 @@ def interpret(study: Any, space: Space, running: Running, result: TrialResult) -
         metrics.update(derived(study, space, running, result))
         found = metrics.get(mx.GUARD_VIOLATION, 0.0)
         if found > 0:
-            result.reason = guard_reason(space, metrics, result.info.get("scenario", "train"))
+            result.reason = gd.guard_reason(space.guard, metrics,
+                                            result.info.get("scenario", "train"))
     if result.status == UNSUPPORTED and result.info.get("unsupported_choice"):
         st.remember_unsupported(study, result.info["unsupported_choice"], result.reason)
     if result.status == OOM:  # larger batches with the same numerics are skipped from now on
@@ -140,20 +132,8 @@ def derived(study: Any, space: Space, running: Running, result: TrialResult) -> 
     if loss is not None and reference is not None:
         out[mx.GUARD_LOSS] = loss
         out[mx.GUARD_REFERENCE] = reference
-        out[mx.GUARD_VIOLATION] = violation(loss, reference, space.guard.tolerance,
+        out[mx.GUARD_VIOLATION] = gd.violation(loss, reference, space.guard.tolerance,
                                             space.guard.mode)
         if math.isinf(out[mx.GUARD_VIOLATION]):
             out[mx.GUARD_VIOLATION] = 1e9  # storable, still > 0
     return out
-
-
-def guard_reason(space: Space, metrics: dict[str, float], scenario: str = "train") -> str:
-    guard = space.guard
-    loss, ref = metrics[mx.GUARD_LOSS], metrics[mx.GUARD_REFERENCE]
-    moved = abs(loss - ref) / abs(ref) if guard.mode == "relative" else abs(loss - ref)
-    unit = "%" if guard.mode == "relative" else ""
-    scale = 100 if guard.mode == "relative" else 1
-    what = ("quality" if scenario == "infer"  # the workload's metric on real data
-            else f"guard loss (mean over {guard.steps + 1} steps)")
-    return (f"{what} {loss:.4f} vs baseline {ref:.4f}: moved "
-            f"{moved * scale:.3g}{unit}, tolerance {guard.tolerance * scale:.3g}{unit}")
