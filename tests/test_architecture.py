@@ -114,3 +114,15 @@ def test_what_the_driver_keeps_of_a_trial_is_declared_in_the_contract() -> None:
     from tuner.trial import TrialInfo
 
     assert set(INFO_KEPT) <= set(TrialInfo.__annotations__)
+
+
+def test_validate_loads_none_of_the_heavy_libraries() -> None:
+    """`tuner validate` answers in a blink: no Optuna, Ray, MLflow or torch is imported."""
+    space = PACKAGE.parent / "search_spaces" / "quick_train.yaml"
+    code = ("import sys\nfrom tuner.driver.cli import main\n"
+            f"assert main(['validate', {str(space)!r}]) == 0\n"
+            "print(sorted(m for m in ('optuna', 'ray', 'mlflow', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

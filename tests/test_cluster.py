@@ -30,6 +30,8 @@ from sqlalchemy.engine import make_url
 
 from tuner.driver.stores import redact
 
+pytestmark = pytest.mark.slow  # whole searches: minutes (the fast tier: -m "not slow")
+
 HEAD, WORKER = "tuner_head", "tuner_worker"  # each node's own custom resource
 
 TEAM_SPACE = """

@@ -16,9 +16,12 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from conftest import TESTS
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+
+pytestmark = pytest.mark.slow  # whole searches: minutes (the fast tier: -m "not slow")
 
 SPACE = """
 study: shared

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 import optuna
+import pytest
 from conftest import SPACES
 
 from tuner.driver import study as st
@@ -20,6 +21,8 @@ from tuner.driver.space import load_space
 from tuner.driver.stores import locations
 from tuner.node.supervisor import run_trial_process
 from tuner.trial import TrialConfig, TrialResult
+
+pytestmark = pytest.mark.slow  # whole searches: minutes (the fast tier: -m "not slow")
 
 
 class InlineExecutor(Executor):

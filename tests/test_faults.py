@@ -7,11 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from tuner.driver import study as st
 from tuner.driver.cli import main
+
+pytestmark = pytest.mark.slow  # whole searches: minutes (the fast tier: -m "not slow")
 
 # faulty_workloads:chaos fails at its first step in the way its batch size picks.
 SPACE = """

@@ -36,6 +36,7 @@ def _check(text: str, overrides: list[str] | None = None) -> Space | None:
         return None
 
 
+@pytest.mark.slow
 @fast(2000)
 @given(documents)
 def test_generated_documents_load_or_fail_in_one_line(doc: object) -> None:

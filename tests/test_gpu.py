@@ -231,6 +231,7 @@ def _config(number: int, device: str) -> TrialConfig:
         guard=GuardSettings(run=False), time_limit_s=120)
 
 
+@pytest.mark.slow
 def test_ray_runs_one_gpu_trial_per_gpu_and_cpu_trials_beside_them(ray_local) -> None:
     """Two CUDA trials and a CPU trial, submitted at once to a Ray that declares one GPU and
     two CPUs: each CUDA trial gets GPU 0 in turn (never both at once: the second waits for
@@ -273,6 +274,7 @@ def test_gpu_train_space_on_a_machine_without_a_gpu_stops_with_the_reason(
     assert "device=cuda: no CUDA GPU visible to this trial process" in captured.err
 
 
+@pytest.mark.slow
 def test_cpu_vs_gpu_space_runs_in_quick_mode_with_prices_and_a_pareto_front(
         ray_local, workdir: Path, capsys) -> None:
     """The shipped two-device space, shrunk to seconds: the CUDA trials are scheduled on the
@@ -328,7 +330,8 @@ def test_cpu_vs_gpu_space_runs_in_quick_mode_with_prices_and_a_pareto_front(
 def test_setup_fields_cover_every_knob() -> None:
     """Every field a knob fills is read where the trial runs: a knob that filled a field nobody
     read would be searched for nothing."""
-    package = Path(__file__).resolve().parent.parent / "tuner"
-    text = (package / "runner.py").read_text() + (package / "worker.py").read_text()
+    trial_process = Path(__file__).resolve().parent.parent / "tuner" / "worker"
+    text = "".join(path.read_text() for path in sorted(trial_process.glob("*.py")))
+    assert "setup.batch_size" in text  # the trial process's code was read
     for field in dataclasses.fields(RunSetup):
         assert f"setup.{field.name}" in text, field.name

@@ -36,6 +36,7 @@ def test_quantizing_a_training_workload_is_skipped_with_its_reason() -> None:
     assert "applies to inference workloads" in result.reason
 
 
+@pytest.mark.slow
 @needs_torchao
 def test_digits_search_keeps_a_harmless_quantization_and_rejects_a_harmful_one(
         ray_local, workdir: Path, capsys) -> None:
@@ -75,6 +76,7 @@ def test_digits_search_keeps_a_harmless_quantization_and_rejects_a_harmful_one(
     assert list((workdir / "cache").glob("digits_cnn-*.pt"))  # trained once, cached
 
 
+@pytest.mark.slow
 @needs_torchao
 def test_static_int8_through_pt2e_keeps_digits_accuracy() -> None:
     """Static int8 (torch.export, X86InductorQuantizer, calibration on training digits,
@@ -88,6 +90,7 @@ def test_static_int8_through_pt2e_keeps_digits_accuracy() -> None:
     assert result.metrics["compile_s"] > 0  # lowered by inductor, compile reported apart
 
 
+@pytest.mark.slow
 @needs_torchao
 def test_static_int8_the_quantizer_cannot_handle_is_unsupported_with_its_reason() -> None:
     """torchao 0.18's X86InductorQuantizer fails on ResNet's residual blocks under torch 2.15:
@@ -104,6 +107,7 @@ def test_static_int8_the_quantizer_cannot_handle_is_unsupported_with_its_reason(
     assert result.info["unsupported_choice"] == {"quantize": "static_int8"}
 
 
+@pytest.mark.slow
 def test_shipped_cpu_infer_space_runs_in_quick_mode(ray_local, workdir: Path, capsys) -> None:
     """The shipped ResNet-50 inference space, shrunk to seconds: small images, no compile."""
     code = main(["search", "--space", str(SPACES / "cpu_infer.yaml"), "--trials", "3",
@@ -119,6 +123,7 @@ def test_shipped_cpu_infer_space_runs_in_quick_mode(ray_local, workdir: Path, ca
     assert baseline["latency_p99_ms"] >= baseline["latency_p50_ms"] > 0
 
 
+@pytest.mark.slow
 def test_onnxruntime_backend_runs_the_exported_model_with_the_same_accuracy() -> None:
     if any(util.find_spec(m) is None for m in ("onnxruntime", "onnx", "onnxscript")):
         pytest.skip("needs onnxruntime, onnx, onnxscript (pip install -e .[cpu])")

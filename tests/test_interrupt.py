@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from conftest import live_trial_processes
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+
+pytestmark = pytest.mark.slow  # whole searches: minutes (the fast tier: -m "not slow")
 
 SPACE = """
 study: stopped

@@ -20,6 +20,8 @@ from services import MlflowServer
 
 from tuner.driver.hostlock import creating_sqlite
 
+pytestmark = pytest.mark.slow  # whole searches: minutes (the fast tier: -m "not slow")
+
 SPACE = """
 study: outage
 workload: {name: "faulty_workloads:slow", options: {image_size: 16}}

@@ -21,6 +21,8 @@ from services import MlflowServer
 
 from tuner.driver.cli import main
 
+pytestmark = pytest.mark.slow  # whole searches: minutes (the fast tier: -m "not slow")
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(

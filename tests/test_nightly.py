@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tuner.driver import nightly
@@ -38,6 +39,7 @@ def _night(space: Path, date: str, *extra: str) -> list[str]:
     return ["nightly", "--space", str(space), "--date", date, *extra]
 
 
+@pytest.mark.slow
 def test_nights_are_warm_started_compared_and_a_slowdown_is_an_alarm(
         ray_local, workdir: Path, capsys) -> None:
     space = workdir.parent / "nightly_demo.yaml"

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from conftest import TESTS, live_trial_processes
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -47,6 +48,7 @@ def _completed(study: optuna.Study) -> dict[int, float]:
     return {t.number: t.value for t in study.get_trials(states=(TrialState.COMPLETE,))}
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_loses_nothing(tmp_path: Path) -> None:
     (tmp_path / "space.yaml").write_text(SPACE, encoding="utf-8")
     storage = f"sqlite:///{tmp_path / 'tuner-runs' / 'optuna.db'}"

@@ -56,6 +56,7 @@ def test_allocator_and_openmp_preloads_are_joined() -> None:
         result.info["preloaded"])
 
 
+@pytest.mark.slow
 def test_affinity_cores_pins_the_child() -> None:
     result = _run(affinity="cores", cpus=1)
     assert result.status == OK, result.reason
@@ -151,6 +152,7 @@ sampler: {name: random, seed: 0}
 """
 
 
+@pytest.mark.slow
 def test_missing_library_reason_reaches_progress_table_and_mlflow(ray_local, workdir,
                                                                   capsys) -> None:
     """A choice this machine cannot honour (IPEX, unless a matching one is installed) is skipped
@@ -179,6 +181,7 @@ def test_missing_library_reason_reaches_progress_table_and_mlflow(ray_local, wor
     assert len(reasons) == 3 and all(problem in reason for reason in reasons), reasons
 
 
+@pytest.mark.slow
 def test_numa_local_binds_the_child_or_says_why_not() -> None:
     import shutil
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from conftest import SPACES
 from mlflow.tracking import MlflowClient
@@ -12,6 +13,8 @@ from optuna.trial import TrialState
 
 from tuner.driver import study as st
 from tuner.driver.cli import main
+
+pytestmark = pytest.mark.slow  # whole searches: minutes (the fast tier: -m "not slow")
 
 
 def _study(workdir: Path, name: str) -> optuna.Study:

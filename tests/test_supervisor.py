@@ -36,6 +36,7 @@ def test_measured_trial_reports_everything() -> None:
     assert result.info["env_set"] == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_guard_is_deterministic_across_processes() -> None:
     first, second = _run(_config()), _run(_config(threads="default", batch_size=32))
     assert first.guard_loss == second.guard_loss  # same numerics, same fixed experiment
@@ -70,6 +71,7 @@ def test_out_of_memory_is_its_own_outcome() -> None:
     assert "allocate" in result.reason
 
 
+@pytest.mark.slow
 def test_hang_is_killed_at_the_time_limit() -> None:
     started = time.monotonic()
     result = _run(_config("faulty_workloads:hangs", time_limit_s=8))
@@ -84,6 +86,7 @@ def test_hard_crash_is_reported_with_its_signal() -> None:
     assert "SIGABRT" in result.reason
 
 
+@pytest.mark.slow
 def test_noisy_slow_steps_that_cannot_be_timed_again_in_time_complete_noisy() -> None:
     """Every round is noisy (steps of 0.3 s and 0.9 s in turn); five more rounds of 5 steps
     would need ~15 s more than the 16-s limit leaves: the trial does not start a round it
@@ -98,6 +101,7 @@ def test_noisy_slow_steps_that_cannot_be_timed_again_in_time_complete_noisy() ->
     assert result.info["wall_s"] < 16
 
 
+@pytest.mark.slow
 def test_a_trial_killed_at_its_limit_keeps_the_steps_it_timed() -> None:
     """Three 0.3-s steps are timed, then the fourth hangs: killed at the limit, the trial is a
     timeout that reports those steps, a partial figure from them, and where it was."""

@@ -16,6 +16,8 @@ from tuner.driver import study as st
 from tuner.driver.cli import main
 from tuner.driver.search import loop as search
 
+pytestmark = pytest.mark.slow  # whole searches: minutes (the fast tier: -m "not slow")
+
 # every step (timed, warm-up, guard) sleeps 4 s: warm-up and one timed step alone pass 8 s
 SPACE = """
 study: slow_baseline
