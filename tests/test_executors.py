@@ -6,6 +6,9 @@ module): it runs each trial's node supervisor in this process, one at a time, wi
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -53,21 +56,37 @@ class InlineExecutor(Executor):
         self.started = False
 
 
-def test_a_search_runs_through_an_executor_of_its_own(tmp_path: Path) -> None:
-    import ray
+def search_inline(workdir: str) -> dict[str, object]:
+    """A 3-trial search of quick_train through InlineExecutor; what a test checks of it."""
+    import sys
 
     space = load_space(SPACES / "quick_train.yaml", ["budget.trials=3"])
-    where = locations(space, tmp_path / "w")
     executor = InlineExecutor()
     lines: list[str] = []
-    outcome = Search(space, where, executor, out=lines.append).run()
+    outcome = Search(space, locations(space, Path(workdir)), executor, out=lines.append).run()
+    return {"ray_imported": "ray" in sys.modules, "started": executor.started,
+            "ran": executor.ran, "lines": lines, "best": str(outcome.best_path),
+            "rows": [(row.role, row.status) for row in outcome.rows]}
 
-    assert not ray.is_initialized()  # nothing of Ray was started
-    assert not executor.started  # shut down at the end
-    assert executor.ran == [0, 1, 2]
-    assert any(line.startswith("inline: this process") for line in lines)
-    assert [row.status for row in outcome.rows] == ["ok", "ok", "ok"]
-    assert outcome.rows[0].role == st.BASELINE and outcome.best_path is not None
+
+def test_a_search_runs_through_an_executor_of_its_own(tmp_path: Path) -> None:
+    """In a fresh interpreter (this session's tests start Ray): Ray is not even imported."""
+    code = ("import json, sys\nsys.path.insert(0, sys.argv[1])\n"
+            "from test_executors import search_inline\n"
+            "print(json.dumps(search_inline(sys.argv[2])))")
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent),
+                           str(tmp_path / "w")], capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not seen["ray_imported"]  # nothing of Ray was started, or even loaded
+    assert not seen["started"]  # shut down at the end
+    assert seen["ran"] == [0, 1, 2]
+    assert any(line.startswith("inline: this process") for line in seen["lines"])
+    assert [status for _, status in seen["rows"]] == ["ok", "ok", "ok"]
+    assert seen["rows"][0] == [st.BASELINE, "ok"] and Path(seen["best"]).exists()
+    space = load_space(SPACES / "quick_train.yaml")
+    where = locations(space, tmp_path / "w")
     study = optuna.load_study(study_name=space.study, storage=where.storage)
     assert all(t.user_attrs[st.METRICS]["samples_per_sec"] > 0 for t in study.trials)
     client = mlflow.MlflowClient(tracking_uri=where.tracking_uri)

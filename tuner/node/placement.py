@@ -6,6 +6,7 @@ the time limit still decides.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,15 @@ from typing import Any
 from tuner import progress as pg
 
 
+def _in_ray() -> bool:
+    """Whether this process is a Ray worker's (Ray is loaded there); outside Ray the answers
+    are empty, and importing Ray only to find that out would cost a second."""
+    return "ray" in sys.modules
+
+
 def node_id() -> str:
+    if not _in_ray():
+        return ""
     try:
         import ray
 
@@ -34,6 +43,8 @@ def announce(placement_key: str) -> None:
 
 def gpu_ids() -> list[str]:
     """The GPUs Ray assigned to this task (what CUDA_VISIBLE_DEVICES holds in the trial)."""
+    if not _in_ray():
+        return []
     try:
         import ray
 
