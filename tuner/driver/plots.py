@@ -43,9 +43,12 @@ def history_plot(all_rows: list[Row], objective: str, path: Path) -> Path | None
     if others:
         axes.scatter([r.number for r in others], [r.metrics.get(objective, 0.0) for r in others],
                      label="rejected by the guard, or noisy", marker="x", color="tab:red")
-    best, steps = 0.0, []
+    best: float | None = None
+    steps = []
     for row in sorted(accepted, key=lambda r: r.number):
-        best = max(best, row.metrics.get(objective, 0.0))
+        value = row.metrics.get(objective, 0.0)
+        if best is None or not mx.at_least_as_good(best, value, objective):
+            best = value
         steps.append((row.number, best))
     if steps:
         axes.step([n for n, _ in steps], [b for _, b in steps], where="post", color="black",

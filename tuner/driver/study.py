@@ -172,20 +172,21 @@ def _sweep_history(study: optuna.Study,
         if trial.state == TrialState.RUNNING:
             pending.append(knobs)
         elif trial.state.is_finished():
-            measured.append(Measured(knobs, sweep_value(trial),
+            measured.append(Measured(knobs, sweep_value(trial, space.objective),
                                      trial.user_attrs.get(ROLE, "candidate")))
     return measured, pending
 
 
-def sweep_value(trial: FrozenTrial) -> float | None:
-    """The objective the sweep compares (the first), for a complete trial within the guard."""
+def sweep_value(trial: FrozenTrial, objective: str = mx.SAMPLES_PER_SEC) -> float | None:
+    """The sweep's score of a complete trial within the guard: its first objective's value,
+    signed so that higher is better whatever the objective's direction."""
     if trial.state != TrialState.COMPLETE or not trial.values:
         return None
     if float(trial.user_attrs.get(CONSTRAINT, 0.0)) > 0:
         return None
-    if trial.user_attrs.get(METRICS, {}).get("noisy"):
+    if trial.user_attrs.get(METRICS, {}).get(mx.NOISY):
         return None  # never reported best, so never the config the sweep builds on
-    return float(trial.values[0])
+    return -mx.sort_key(objective) * float(trial.values[0])
 
 
 def recorded_status(trial: FrozenTrial) -> str | None:
