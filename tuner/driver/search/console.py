@@ -34,6 +34,9 @@ class Console:
         self.started = time.monotonic()
         self._said: set[str] = set()
 
+    def said(self, key: str) -> bool:
+        return key in self._said
+
     def once(self, key: str, line: str) -> None:
         if key not in self._said:
             self._said.add(key)

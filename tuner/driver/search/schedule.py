@@ -77,7 +77,8 @@ class Schedule:
         once when the sweep has settled every knob and the sampler takes over."""
         if st.enqueue_sweep(self.study, self.space):
             return
-        if self.space.sampler.start == SWEEP and st.sweep_done(self.study, self.space):
+        if (self.space.sampler.start == SWEEP and not self.console.said("swept")
+                and st.sweep_done(self.study, self.space)):  # asked no more once it is
             self.console.once("swept", f"sweep done (every knob settled one at a time); "
                               f"{self.space.sampler.name} proposes from here")
 
