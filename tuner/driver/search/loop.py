@@ -13,6 +13,8 @@ import time
 import uuid
 from typing import Any
 
+from optuna.exceptions import UpdateFinishedTrialError
+
 from tuner.driver import hostlock
 from tuner.driver import ranking as rk
 from tuner.driver import recovery as rc
@@ -266,21 +268,20 @@ class Search:
     def _finish(self, trial_number: int, result: TrialResult) -> None:
         running = self.running.pop(trial_number)
         verdict = rs.interpret(self.study, self.space, running, result)
-        for name, attr in verdict.attrs.items():
-            running.trial.set_user_attr(name, attr)
-        if verdict.constraint is not None:
-            running.trial.set_constraint(st.CONSTRAINT, verdict.constraint)
-        if verdict.lost:  # not the config's doing: run again where Ray has room
-            requeued, reason = self.teller.fail_and_requeue(
-                running.trial, result.reason, ": it runs again where the cluster has room")
-            self.to_run += requeued  # its retry is one more trial for this search to run
-            self.console.out(f"  trial {trial_number} lost: {reason}  [{self.console.elapsed()}]")
+        try:
+            self.teller.record(running, verdict)
+            if verdict.lost:  # not the config's doing: run again where Ray has room
+                requeued, reason = self.teller.fail_and_requeue(
+                    running.trial, result.reason, ": it runs again where the cluster has room")
+                self.to_run += requeued  # its retry is one more trial for this search to run
+                self.console.out(f"  trial {trial_number} lost: {reason}  "
+                                 f"[{self.console.elapsed()}]")
+                return
+            self.teller.close(trial_number, values=verdict.values, state=verdict.state)
+        except UpdateFinishedTrialError:  # failed as stale while this driver was paused
+            self.teller.stale(trial_number, result)
+            self.to_run += 1  # its re-queued retry: one more trial for this search, as for LOST
             return
-        if verdict.pruned_at is not None:
-            running.trial.report(*verdict.pruned_at)
-        if verdict.run_again_with_s is not None:  # before closing: then it is not counted
-            running.trial.set_user_attr(st.RUN_AGAIN, verdict.run_again_with_s)
-        self.teller.close(trial_number, values=verdict.values, state=verdict.state)
         best = (next(iter(rk.ranked(rk.rows(self.study), self.space.objective)), None)
                 if result.ok else None)
         self.console.out(self.console.result_line(trial_number, result, verdict.metrics,

@@ -9,6 +9,7 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from tuner import metrics as mx
 from tuner.driver import ranking as rk
 from tuner.driver import recovery as rc
 from tuner.driver import study as st
@@ -17,7 +18,7 @@ from tuner.driver.search import results as rs
 from tuner.driver.search.console import Console
 from tuner.driver.search.records import Records
 from tuner.driver.space import Space
-from tuner.trial import OOM
+from tuner.trial import OOM, TrialResult
 
 
 class Teller:
@@ -58,6 +59,30 @@ class Teller:
         self.close(trial.number, state=TrialState.PRUNED)
         self.console.out(f"{counter} trial {trial.number} skipped, not started: "
                          f"{skip.reason}")
+
+    def record(self, running: rs.Running, verdict: rs.Interpreted) -> None:
+        """The result's attributes on the trial, before it is closed; raises
+        UpdateFinishedTrialError when the trial was failed as stale meanwhile."""
+        for name, attr in verdict.attrs.items():
+            running.trial.set_user_attr(name, attr)
+        if verdict.constraint is not None:
+            running.trial.set_constraint(st.CONSTRAINT, verdict.constraint)
+        if verdict.pruned_at is not None:
+            running.trial.report(*verdict.pruned_at)
+        if verdict.run_again_with_s is not None:  # before closing: then it is not counted
+            running.trial.set_user_attr(st.RUN_AGAIN, verdict.run_again_with_s)
+
+    def stale(self, trial_number: int, result: TrialResult) -> None:
+        """A result for a trial the stale check failed while this driver was paused (Ctrl-Z, a
+        suspended machine, a storage stalled past the heartbeat grace): the check re-queued its
+        config, so it is measured again; the search goes on."""
+        self.heartbeats.remove(trial_number)
+        figure = (f" ({result.metrics[mx.SAMPLES_PER_SEC]:,.2f} samples/s)"
+                  if mx.SAMPLES_PER_SEC in result.metrics else "")
+        self.console.out(f"warning: trial {trial_number} was failed as stale meanwhile (no "
+                         f"heartbeat for {self.space.trial.grace_s} s: this driver was paused "
+                         "or the storage stalled); its result" + figure + " is not kept and its "
+                         "config is re-queued, to be measured again")
 
     def close(self, trial_number: int, values: list[float] | None = None,
                state: TrialState | None = None) -> None:
