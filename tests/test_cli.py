@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,64 @@ def test_validate_and_the_real_entry_point(tmp_path: Path) -> None:
                            "--trials", "-3"], capture_output=True, text=True, cwd=tmp_path,
                           check=False)
     assert flag.returncode == 2 and "--trials" in flag.stderr
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("TUNER_MLFLOW_RETRY_S", "abc", "TUNER_MLFLOW_RETRY_S: expected seconds from 0 to 86400"),
+    ("TUNER_MLFLOW_WAIT_S", "-5", "TUNER_MLFLOW_WAIT_S: expected seconds from 0 to 86400"),
+    ("TUNER_HOST_LOCK", "/proc/nowhere/lock", "TUNER_HOST_LOCK: cannot open the local-search lock"),
+])
+def test_a_bad_environment_variable_is_one_line_and_nothing_starts(
+        tmp_path: Path, variable: str, value: str, expected: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "tuner.driver.cli", "search", "--space", str(GOOD),
+                           "--workdir", str(tmp_path / "w")], capture_output=True, text=True,
+                          env={**os.environ, variable: value}, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and expected in done.stderr
+    assert not (tmp_path / "w").exists()  # refused before any store (or Ray) was made
+
+
+@pytest.mark.parametrize("name", ["team/resnet", "../..", "/abs", "a'b", "x" * 600, ".hidden",
+                                  "ünï", ""])
+def test_a_bad_study_name_is_one_line(tmp_path: Path, name: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["search", "--space", str(GOOD)], ["best"]):
+        with pytest.raises(SystemExit) as stopped:
+            main([*command, "--study", name, "--workdir", str(tmp_path / "w")])
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--study" in err and "Traceback" not in err
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("budget: {trials: 4, trials: 400}", "key 'trials' given twice"),
+    ("budget: {trials: 4}\nbudget: {trials: 5}", "key 'budget' given twice"),
+    ("budget: {trials: " + "9" * 5000 + "}", "number too long to read"),
+    ("objective: " + "[" * 3000 + "]" * 3000, "nested too deeply"),
+    ('a: &a ["x","x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+     'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n'
+     'e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nobjective: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]',
+     "more than 100,000 values"),
+])
+def test_hostile_yaml_is_one_line(tmp_path: Path, text: str, expected: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    space = tmp_path / "s.yaml"
+    space.write_text(GOOD.read_text(encoding="utf-8").replace("budget:", "old_budget:")
+                     .replace("objective:", "old_objective:") + "\n" + text + "\n",
+                     encoding="utf-8")
+    assert main(["validate", str(space)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("budget.trials=" + "9" * 5000, "number too long to read"),
+    ("budget.trials=" + "[" * 5000, "nested too deeply"),
+    ("budget.trials={a: 1, a: 2}", "key 'a' given twice"),
+])
+def test_hostile_set_values_are_one_line(override: str, expected: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(GOOD), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and "Traceback" not in err

@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: the space's budget.trials)")
     search.add_argument("--timeout", type=_positive_float, metavar="S",
                         help="stop starting trials after S seconds (default: budget.timeout_s)")
-    search.add_argument("--study", help="study name (default: the space's study)")
+    search.add_argument("--study", type=_study_name,
+                        help="study name (default: the space's study)")
     _add_locations(search)
     _add_cluster(search)
     search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="override a field of the space")
 
     best = commands.add_parser("best", help="show a study's top configs and its best config")
-    best.add_argument("--study", required=True, help="study name")
+    best.add_argument("--study", required=True, type=_study_name, help="study name")
     _add_locations(best)
     best.add_argument("--top", type=_positive_int, default=10, help="rows in the table")
 
@@ -103,6 +104,15 @@ def _review(tracking_uri: str, experiment: str) -> str:
     if tracking_uri.startswith(("http:", "https:")):
         return f"review: open {redact(tracking_uri)} (experiment {experiment})"
     return f"review: mlflow ui --backend-store-uri {redact(tracking_uri)} (experiment {experiment})"
+
+
+def _study_name(text: str) -> str:
+    from tuner.driver.space.fields import study_name_problem
+
+    problem = study_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def _positive_int(text: str) -> int:

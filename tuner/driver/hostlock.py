@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from tuner.errors import UserError
+from tuner.errors import UserError, show
 
 LOCK_ENV = "TUNER_HOST_LOCK"  # tests and side-by-side installs may point it elsewhere
 
@@ -32,7 +32,12 @@ def lock_path() -> Path:
 def acquire(study: str) -> IO[str]:
     """Hold the machine's local-search lock until the returned file is closed (or we exit)."""
     path = lock_path()
-    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the search's life
+    try:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the search's life
+    except OSError as error:
+        raise UserError(f"{LOCK_ENV}: cannot open the local-search lock {show(str(path))}: "
+                        f"{error.strerror or error}; point {LOCK_ENV} at a writable file or "
+                        "unset it") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

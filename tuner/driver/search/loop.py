@@ -25,7 +25,7 @@ from tuner.driver.search import admit as ad
 from tuner.driver.search import results as rs
 from tuner.driver.search.console import Console, duration
 from tuner.driver.search.hooks import SearchHooks
-from tuner.driver.search.records import Records, connect_tracker
+from tuner.driver.search.records import Records, check_environment, connect_tracker
 from tuner.driver.search.schedule import Schedule
 from tuner.driver.search.summary import Outcome, outcome_of, summary_of
 from tuner.driver.search.tell import Teller
@@ -74,6 +74,7 @@ class Search:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def run(self) -> Outcome:
+        check_environment()  # a bad TUNER_* variable: refused before anything starts
         preflight(self.where)  # bad folders, URLs, databases: refused before anything starts
         lock = None
         if self.executor.shares_this_host:

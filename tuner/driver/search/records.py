@@ -6,6 +6,7 @@ The Optuna storage is the record of truth: every MLflow record is written from w
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -17,10 +18,28 @@ from tuner.driver.search.console import Console, duration
 from tuner.driver.stores import Locations, redact
 from tuner.errors import UserError
 
-# how often to retry MLflow writes that failed while the tracking server was unreachable
-SYNC_RETRY_S = float(os.environ.get("TUNER_MLFLOW_RETRY_S", "30"))
-# at the end, how long to wait for an unreachable MLflow to answer again before giving up
-FINAL_SYNC_WAIT_S = float(os.environ.get("TUNER_MLFLOW_WAIT_S", "30"))
+RETRY_ENV, WAIT_ENV = "TUNER_MLFLOW_RETRY_S", "TUNER_MLFLOW_WAIT_S"
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A duration from the environment; a value that is not one is a UserError (one line)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 86400:
+        raise UserError(f"{name}: expected seconds from 0 to 86400, got {text[:40]!r}; unset it "
+                        f"for the default of {default:g}")
+    return value
+
+
+def check_environment() -> None:
+    """Before anything starts: the variables this module reads are usable."""
+    env_seconds(RETRY_ENV, 30)
+    env_seconds(WAIT_ENV, 30)
 
 
 def connect_tracker(where: Locations, experiment: str, study_name: str) -> Any:
@@ -42,6 +61,10 @@ class Records:
     def __init__(self, tracker: Any, console: Console) -> None:
         self.tracker = tracker
         self.console = console
+        # how often to retry writes that failed while the tracking server was unreachable, and
+        # at the end how long to wait for it to answer again before giving up
+        self.retry_s = env_seconds(RETRY_ENV, 30)
+        self.final_wait_s = env_seconds(WAIT_ENV, 30)
         self.unlogged: set[int] = set()  # finished trials MLflow has not heard of yet
         self.down_since: float | None = None
         self.last_failure = 0.0
@@ -50,7 +73,7 @@ class Records:
         """`write(*args)`, or None when MLflow is down (says so once per outage); True for a
         write that returns nothing."""
         if (not force and self.down_since is not None
-                and time.monotonic() - self.last_failure < SYNC_RETRY_S):
+                and time.monotonic() - self.last_failure < self.retry_s):
             return None  # down a moment ago: do not wait on it again for every trial
         try:
             result = write(*args)
@@ -88,7 +111,7 @@ class Records:
             self.unlogged.discard(row.number)
 
     def retry_due(self) -> bool:
-        return bool(self.unlogged) and time.monotonic() - self.last_failure >= SYNC_RETRY_S
+        return bool(self.unlogged) and time.monotonic() - self.last_failure >= self.retry_s
 
     def sync(self, rows: list[rk.Row], only: set[int] | None) -> None:
         """Write the finished trials MLflow lacks (`only` these, or all)."""
@@ -120,7 +143,7 @@ class Records:
                    close_parent: Callable[[], bool]) -> str | None:
         """At the end: bring MLflow up to date, waiting a little for a server that is down.
         Returns what MLflow still lacks, in words (the CLI then exits with 3), or None."""
-        deadline = time.monotonic() + FINAL_SYNC_WAIT_S
+        deadline = time.monotonic() + self.final_wait_s
         while True:
             self.sync(rk.rows(study), only=None)
             if not parent_closed and not self.down:

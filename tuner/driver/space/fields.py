@@ -85,6 +85,21 @@ class FieldReader:
                       for key in allowed})
 
 
+STUDY_NAME_MAX = 100
+
+
+def study_name_problem(name: str) -> str | None:
+    """What is wrong with a study name, or None. It names files (the best config, plots) and
+    MLflow's experiment: ASCII letters, digits, '-', '_' and '.', not starting with '.' or '-'."""
+    if not name or len(name) > STUDY_NAME_MAX:
+        return f"give 1 to {STUDY_NAME_MAX} characters, got {len(name)}"
+    if not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name) \
+            or name[0] in ".-":
+        return (f"use letters, digits, '-', '_' or '.' (not first: '.' or '-'), "
+                f"got {show(name)}")
+    return None
+
+
 def plain_size(value: Any, limit: int) -> int:
     """How many values a YAML structure holds with its aliases expanded, counting no further
     than just past `limit` (a billion-laughs file must cost microseconds, not memory)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from tuner.driver.space.fields import type_name
+from tuner.driver.space.fields import plain_size, type_name
 from tuner.driver.space.model import Space
 from tuner.driver.space.reader import SpaceReader
 from tuner.errors import SpaceError, show
@@ -30,19 +30,55 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> Space:
     return parse_space(text, source=source, default_study=file.stem, overrides=overrides)
 
 
-def parse_space(
-    text: str, *, source: str = "<space>", default_study: str = "study",
-    overrides: list[str] | None = None,
-) -> Space:
+DOCUMENT_MAX_VALUES = 100_000  # a space holds hundreds; an alias bomb, billions
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (the plain loader keeps
+    the last, silently: `budget: {trials: 4, trials: 400}` would run 400)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the reader reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {show(key)} given twice in one mapping", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str, source: str, field_path: str = "") -> Any:
+    """YAML text as plain data, or SpaceError: a syntax error, a key given twice, nesting too
+    deep, an integer longer than Python converts, an alias bomb."""
+    what = "YAML" if not field_path else "value"
     try:
-        raw = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_StrictLoader)
     except RecursionError:
-        raise SpaceError(source, "", "YAML nested too deeply to be a search space") from None
+        raise SpaceError(source, field_path, f"{what} nested too deeply") from None
+    except ValueError as error:  # int('9' * 5000): Python's limit on digits
+        raise SpaceError(source, field_path, f"{what} holds a number too long to read: "
+                         f"{str(error).split(':')[0][:80]}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
-        raise SpaceError(source, "", f"YAML syntax error{where}: {problem}") from None
+        raise SpaceError(source, field_path, f"YAML syntax error{where}: {problem}") from None
+    if plain_size(value, DOCUMENT_MAX_VALUES) > DOCUMENT_MAX_VALUES:
+        raise SpaceError(source, field_path, f"{what} holds more than {DOCUMENT_MAX_VALUES:,} "
+                         "values once its YAML aliases are expanded")
+    return value
+
+
+def parse_space(
+    text: str, *, source: str = "<space>", default_study: str = "study",
+    overrides: list[str] | None = None,
+) -> Space:
+    raw = read_yaml(text, source)
     if raw is None:
         raise SpaceError(source, "", "file is empty; expected a mapping with at least "
                          "'workload' and 'knobs' sections (see search_spaces/cpu_train.yaml)")
@@ -60,11 +96,7 @@ def _apply_override(raw: dict[str, Any], override: str, source: str) -> None:
     if not sep or not key.strip():
         raise SpaceError(source, "--set", f"expected KEY=VALUE (e.g. budget.trials=4), "
                          f"got {show(override)}")
-    try:
-        value = yaml.safe_load(value_text)
-    except yaml.YAMLError:
-        raise SpaceError(source, f"--set {key}",
-                         f"value {show(value_text)} is not valid YAML") from None
+    value = read_yaml(value_text, source, f"--set {key}")
     node = raw
     parts = key.strip().split(".")
     for part in parts[:-1]:

@@ -7,7 +7,13 @@ import json
 from typing import Any
 
 from tuner import metrics as mx
-from tuner.driver.space.fields import FieldReader, module_exists, plain_size, type_name
+from tuner.driver.space.fields import (
+    FieldReader,
+    module_exists,
+    plain_size,
+    study_name_problem,
+    type_name,
+)
 from tuner.driver.space.model import (
     GUARD_MODES,
     SAMPLERS,
@@ -43,8 +49,9 @@ class SpaceReader(FieldReader):
     def space(self, raw: dict[str, Any], default_study: str) -> Space:
         self.mapping(raw, "", SECTIONS)
         study = self.string(raw.get("study", default_study), "study")
-        if not all(c.isalnum() or c in "-_." for c in study):
-            raise self.fail("study", f"use letters, digits, '-', '_' or '.', got {show(study)}")
+        problem = study_name_problem(study)
+        if problem:
+            raise self.fail("study", problem)
         if "knobs" not in raw:
             raise self.fail("knobs", "missing section; list the knobs to search, e.g. "
                             "knobs: {batch_size: [16, 32, 64]}")
