@@ -206,3 +206,18 @@ class _SharesMemory(TinyCNN):
 
 def shares_memory(**options: Any) -> TinyCNN:
     return _SharesMemory(**options)
+
+
+CREDENTIAL_WORDS = ("PASSWORD", "TOKEN", "SECRET", "CREDENTIAL", "ACCESS_KEY")
+
+
+def environment_probe(expect: tuple[str, ...] = (), **options: Any) -> TinyCNN:
+    """A healthy workload that fails, naming them, when credentials reached its process or a
+    variable it expects did not: workload code sees its trial process's environment."""
+    leaked = sorted(name for name in os.environ
+                    if any(word in name for word in CREDENTIAL_WORDS)
+                    or name in ("PGPASSFILE", "TUNER_TEST_POSTGRES", "MLFLOW_TRACKING_URI"))
+    missing = [name for name in expect if name not in os.environ]
+    if leaked or missing:
+        raise RuntimeError(f"leaked: {leaked}; missing: {missing}")
+    return TinyCNN(**options)

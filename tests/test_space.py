@@ -121,3 +121,20 @@ def test_a_compile_mode_without_compile_keeps_the_model_eager() -> None:
     for name, value in (("compile", "inductor"), ("compile_mode", "max-autotune")):
         REGISTRY[name].apply(value, compiled)
     assert compiled.compile_options == {"backend": "inductor", "mode": "max-autotune"}
+
+
+def test_pass_env_names_variables_and_nothing_else() -> None:
+    import pytest
+
+    from tuner.driver.space import parse_space
+    from tuner.errors import SpaceError
+
+    text = ("workload: tiny_cnn\nknobs: {batch_size: [8]}\nbaseline: {batch_size: 8}\n"
+            "trial: {pass_env: [DATA_DIR, HF_TOKEN_FILE]}\n")
+    assert parse_space(text).trial.pass_env == ("DATA_DIR", "HF_TOKEN_FILE")
+    assert parse_space(text.replace("trial: {pass_env: [DATA_DIR, HF_TOKEN_FILE]}", "")
+                       ).trial.pass_env == ()
+    for bad, message in (("[A=B]", "not a variable name"), ("DATA_DIR", "must be a list"),
+                         ("[1X]", "not a variable name"), ("[3]", "must be a non-empty string")):
+        with pytest.raises(SpaceError, match=f"trial.pass_env.*{message}"):
+            parse_space(text.replace("[DATA_DIR, HF_TOKEN_FILE]", bad))

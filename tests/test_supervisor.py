@@ -49,6 +49,35 @@ def test_inherited_thread_variables_are_not_passed_on() -> None:
     assert explicit == {}
 
 
+SECRETS = {"PGPASSWORD": "hunter2", "RAY_AUTH_TOKEN": "t0ken", "AWS_SECRET_ACCESS_KEY": "k",
+           "MLFLOW_TRACKING_PASSWORD": "p", "MLFLOW_TRACKING_URI": "http://u:p@h",
+           "TUNER_TEST_POSTGRES": "postgresql://tuner:pw@127.0.0.1/x", "GITHUB_TOKEN": "g"}
+
+
+def test_the_trial_environment_is_an_allow_list() -> None:
+    base = {**SECRETS, "PATH": "/bin", "HOME": "/h", "LC_ALL": "C", "CUDA_HOME": "/cuda",
+            "PYTHONPATH": "/p", "DATA_DIR": "/data", "PYTORCH_CUDA_ALLOC_CONF": "x"}
+    env, _ = trial_env(base, {"threads": "default"})
+    assert {"PATH", "HOME", "LC_ALL", "CUDA_HOME", "PYTHONPATH", "PYTORCH_CUDA_ALLOC_CONF"} \
+        <= set(env)
+    assert not set(SECRETS) & set(env) and "DATA_DIR" not in env
+    assert trial_env(base, {"threads": "default"}, ("DATA_DIR",))[0]["DATA_DIR"] == "/data"
+
+
+def test_no_credential_reaches_workload_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's and the node's credentials are in the supervisor's environment; the
+    workload, in its trial process, finds none of them, and finds what the space passes on."""
+    for name, value in {**SECRETS, "DATA_DIR": "/data"}.items():
+        monkeypatch.setenv(name, value)
+    result = _run(_config("faulty_workloads:environment_probe", guard=False,
+                          options={"expect": ["DATA_DIR"]}, pass_env=("DATA_DIR",)))
+    assert result.status == "ok", result.reason
+    missing = _run(_config("faulty_workloads:environment_probe", guard=False,
+                           options={"expect": ["DATA_DIR"]}))
+    assert missing.status == "failed" and "missing: ['DATA_DIR']" in missing.reason
+    assert "leaked: []" in missing.reason  # and still no credential
+
+
 def test_unsupported_choice_is_skipped_cheaply() -> None:
     started = time.monotonic()
     result = _run(_config(compile="inductor", compile_mode="reduce-overhead"))

@@ -16,7 +16,8 @@ def trial_config(workload: str = "tiny_cnn", time_limit_s: float = 120, guard: b
                  timed_steps: int = 4, measure: MeasureSettings | None = None,
                  options: dict[str, Any] | None = None, **fields: Any) -> TrialConfig:
     """A small trial of `workload`; knob values and TrialConfig fields by keyword."""
-    config_fields = {k: fields.pop(k) for k in ("cpus", "exclusive_cores", "memory_limit_mb")
+    config_fields = {k: fields.pop(k)
+                     for k in ("cpus", "exclusive_cores", "memory_limit_mb", "pass_env")
                      if k in fields}
     return TrialConfig(
         study="t", trial_number=7, workload=WorkloadSpec(workload, options or {}),

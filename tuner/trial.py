@@ -80,6 +80,9 @@ class TrialConfig:
     # when the supervisor kills the trial process (epoch seconds; set by the supervisor as it
     # starts the process, 0 outside one): the process plans its measurement to end before it
     deadline_epoch_s: float = 0.0
+    # variables the trial process gets from its node beyond the allow-list (the space's
+    # trial.pass_env and the runtime_env's env_vars)
+    pass_env: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -104,6 +107,7 @@ class TrialConfig:
             cache_dir=raw.get("cache_dir", ""),
             stop_below=raw.get("stop_below", 0.0),
             deadline_epoch_s=raw.get("deadline_epoch_s", 0.0),
+            pass_env=tuple(raw.get("pass_env", ())),
         )
 
 

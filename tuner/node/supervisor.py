@@ -36,15 +36,30 @@ INHERITED_VARS_REMOVED = (
     "KMP_AFFINITY", "KMP_BLOCKTIME", "OMP_PROC_BIND", "OMP_PLACES", "LD_PRELOAD", "MALLOC_CONF",
     "CUDA_LAUNCH_BLOCKING", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR",
 )
+# What a trial process gets from its node's environment: what Python, torch, the compilers
+# and the GPU stack read, and nothing else. Credentials (PGPASSWORD, RAY_AUTH_TOKEN, MLflow and
+# cloud keys) never reach workload code; a workload that needs a variable names it in the
+# space's trial.pass_env (or Ray's runtime_env env_vars).
+ALLOWED_VARS = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+    "PWD", "PYTHONPATH", "PYTHONHOME", "PYTHONHASHSEED", "VIRTUAL_ENV", "CONDA_PREFIX",
+    "LD_LIBRARY_PATH", "CC", "CXX", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "TORCH_HOME",
+    "HF_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR",
+})
+ALLOWED_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "HIP_", "ROCR_", "PYTORCH_", "TORCHINDUCTOR_",
+                    "TRITON_")
 STDERR_TAIL_CHARS = 2000
 ADDRESS_SPACE_HEADROOM_MB = 2048  # torch maps ~0.8 GB of data segments before it allocates
 POLL_S = 1.0
 
 
-def trial_env(base: dict[str, str],
-              knobs: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
-    """The trial process's environment, and the part of it the tuner set explicitly."""
-    env = {key: value for key, value in base.items() if key not in INHERITED_VARS_REMOVED}
+def trial_env(base: dict[str, str], knobs: dict[str, Any],
+              pass_env: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[str, str]]:
+    """The trial process's environment, and the part of it the tuner set explicitly: the
+    allow-listed part of `base`, the variables named in `pass_env`, and the knobs' own."""
+    env = {key: value for key, value in base.items()
+           if (key in ALLOWED_VARS or key.startswith(ALLOWED_PREFIXES) or key in pass_env)
+           and key not in INHERITED_VARS_REMOVED}
     explicit: dict[str, str] = {}
     for name, value in knobs.items():
         for key, setting in REGISTRY[name].process_env(value, knobs).items():
@@ -101,7 +116,7 @@ def _prepare(config: TrialConfig, time_limit_s: float) -> _Launch:
     started_at = time.time()
     # the trial process plans its measurement to end before the moment it would be killed
     config = dataclasses.replace(config, deadline_epoch_s=started_at + time_limit_s)
-    env, explicit = trial_env(dict(os.environ), config.knobs)
+    env, explicit = trial_env(dict(os.environ), config.knobs, config.pass_env)
     if config.gpus == 0:
         env["CUDA_VISIBLE_DEVICES"] = ""  # Ray leaves a GPU-less task every GPU: it may use none
     memory_limit_mb = config.memory_limit_mb or default_memory_limit_mb(config.memory_share)

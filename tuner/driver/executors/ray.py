@@ -131,7 +131,9 @@ class RayExecutor(Executor):
         count its wait against its time limit; one held here does not."""
         cpus = self.cluster.cpus_for(config.knobs)
         gpus = gpus_for(config.knobs)
-        config = dataclasses.replace(config, cpus=cpus, gpus=gpus)
+        runtime_vars = tuple((self.runtime_env or {}).get("env_vars", {}) or ())
+        config = dataclasses.replace(config, cpus=cpus, gpus=gpus,
+                                     pass_env=tuple(dict.fromkeys(config.pass_env + runtime_vars)))
         item = Submitted(config=config, ref=None, cpus=cpus, started=0.0, gpus=gpus)
         self._dispatch_if_room([item])
         return item

@@ -67,6 +67,7 @@ def admit(study: Any, space: Space, executor: Executor, trial_number: int,
         exclusive_cores=space.trial.max_concurrent > 1,
         cache_dir=str((workdir / "cache").resolve()),
         stop_below=0.0 if role in (st.BASELINE, st.CONFIRM) else cut(study, space, knobs),
+        pass_env=space.trial.pass_env,
     ), key)
 
 

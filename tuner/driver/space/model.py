@@ -85,6 +85,9 @@ class TrialLimits:
     max_concurrent: int = 1  # 1: each trial owns the machine, so timings are not disturbed
     memory_mb: int | None = None  # resident-memory cap per trial; None: the node's share
     heartbeat_s: int = 10  # a running trial's heartbeat in the study storage
+    # environment variables a trial process gets from its node beyond the allow-list
+    # (tuner.node.supervisor.ALLOWED_VARS): what the user's own workload reads, e.g. DATA_DIR
+    pass_env: tuple[str, ...] = ()
 
     @property
     def grace_s(self) -> int:

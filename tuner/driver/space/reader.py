@@ -293,7 +293,19 @@ class SpaceReader(FieldReader):
             "max_concurrent": lambda v, p: self.integer(v, p, 1, 1024),
             "memory_mb": lambda v, p: (None if v in (None, "auto")
                                        else self.integer(v, p, 256, 64 * 1024 * 1024)),
-            "heartbeat_s": lambda v, p: self.integer(v, p, 1, 600)})
+            "heartbeat_s": lambda v, p: self.integer(v, p, 1, 600),
+            "pass_env": self.variable_names})
+
+    def variable_names(self, raw: Any, field_path: str) -> tuple[str, ...]:
+        if not isinstance(raw, list | tuple):
+            raise self.fail(field_path, f"must be a list of variable names, got {type_name(raw)}")
+        names = tuple(self.string(item, f"{field_path}[{index}]")
+                      for index, item in enumerate(raw))
+        for index, name in enumerate(names):
+            if not (name.replace("_", "a").isalnum() and name.isascii()
+                    and not name[0].isdigit()):
+                raise self.fail(f"{field_path}[{index}]", f"not a variable name: {show(name)}")
+        return names
 
     def nightly(self, raw: Any) -> Nightly:
         return self.section(Nightly, raw, "nightly", {
