@@ -191,3 +191,25 @@ def test_hostile_set_values_are_one_line(override: str, expected: str,
     assert main(["validate", str(GOOD), "--set", override]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err and "Traceback" not in err
+
+
+def test_best_on_a_database_that_holds_no_study_changes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tuner best` reads: given MLflow's database by mistake, it says so and adds no table."""
+    import sqlite3
+
+    other = tmp_path / "mlflow.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE experiments (id INTEGER)")
+    before = other.read_bytes()
+    assert main(["best", "--study", "s", "--storage", f"sqlite:///{other}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no Optuna study storage" in err
+    assert other.read_bytes() == before
+
+
+def test_an_unparsable_url_is_still_shown_without_its_password() -> None:
+    from tuner.driver.stores import redact
+
+    shown = redact("postgresql://tuner:hunter2@[::1:5432/db")
+    assert "hunter2" not in shown and "tuner:***@" in shown

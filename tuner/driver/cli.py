@@ -219,14 +219,15 @@ def _cmd_best(args: argparse.Namespace) -> int:
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).exists():
         raise UserError(f"--storage: no study storage at {storage.removeprefix('sqlite:///')}; "
                         "run `tuner search` first or pass --storage/--workdir")
-    from tuner.driver.stores import check_storage_url, preflight_database
+    from tuner.driver.stores import check_storage_url, preflight_database, redact
 
     check_storage_url(storage)
     preflight_database(storage, "--storage")
+    _refuse_a_database_without_studies(storage)  # `best` reads: it must create no tables
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = optuna.get_all_study_names(storage=storage)
     if args.study not in names:
-        raise UserError(f"--study: no study {args.study!r} in {storage}; "
+        raise UserError(f"--study: no study {args.study!r} in {redact(storage)}; "
                         f"studies there: {', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=args.study, storage=storage)
     objective = study.user_attrs.get(st.OBJECTIVE, mx.SAMPLES_PER_SEC)
@@ -243,6 +244,26 @@ def _cmd_best(args: argparse.Namespace) -> int:
     print()
     print(rp.best_config_yaml(best), end="")
     return 0
+
+
+def _refuse_a_database_without_studies(storage: str) -> None:
+    """A SQLite file that holds no Optuna study storage (MLflow's database, say) is refused
+    before Optuna would add its tables to it; opened read-only to look."""
+    import sqlite3
+
+    if not storage.startswith("sqlite:///"):
+        return
+    path = Path(storage.removeprefix("sqlite:///"))
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = {row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:
+        raise UserError(f"--storage: {path} is not a readable SQLite database ({error})") \
+            from None
+    if "studies" not in tables:
+        raise UserError(f"--storage: {path} holds no Optuna study storage (no 'studies' "
+                        "table); give the optuna.db a search wrote (tuner-runs/optuna.db)")
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:

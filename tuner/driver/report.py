@@ -218,5 +218,7 @@ def best_config_yaml(config: dict[str, Any]) -> str:
 def export_best(config: dict[str, Any], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{config['study']}.yaml"
-    path.write_text(best_config_yaml(config), encoding="utf-8")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(best_config_yaml(config), encoding="utf-8")
+    partial.replace(path)  # a full disk leaves the previous best config whole
     return path

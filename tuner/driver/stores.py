@@ -7,12 +7,13 @@ with nothing written.
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.driver.space import Space
-from tuner.errors import UserError
+from tuner.errors import UserError, show
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 SECRET_QUERY_KEYS = ("password", "passwd", "secret", "token", "key")
@@ -52,8 +53,8 @@ def redact(url: str) -> str:
     query values that look secret (?password=, ?token=) replaced by ***."""
     try:
         parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url
+    except ValueError:  # unparsable (a malformed IPv6 host): mask what could be a password
+        return show(re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url))
     netloc = parts.netloc
     userinfo, at, hostport = netloc.rpartition("@")
     if at and ":" in userinfo:

@@ -62,7 +62,7 @@ class DigitsCNN(InferWorkload):
     def _weights_path(self) -> Path:
         recipe = f"digits-v1-{self.width}-{self.hidden}-{self.epochs}-{self.seed}"
         digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
-        folder = Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir(), "tuner-cache"))
+        folder = Path(os.environ.get(CACHE_ENV) or _private_cache())
         return folder / f"digits_cnn-{digest}.pt"
 
     def _train(self) -> nn.Module:
@@ -113,3 +113,14 @@ class DigitsCNN(InferWorkload):
 def digits_cnn(**options: Any) -> DigitsCNN:
     """Inference of a small CNN on scikit-learn's digits (real data, trained once, cached)."""
     return DigitsCNN(**options)
+
+
+def _private_cache() -> Path:
+    """Outside a trial (no TUNER_CACHE_DIR): a cache of this user's own, 0700, so no other
+    local user can replace the trained weights it holds."""
+    folder = Path(tempfile.gettempdir(), f"tuner-cache-{os.getuid()}")
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
+        raise RuntimeError(f"{folder} is not this user's private folder; set {CACHE_ENV} to "
+                           "a folder of your own")
+    return folder
