@@ -213,3 +213,13 @@ def test_an_unparsable_url_is_still_shown_without_its_password() -> None:
 
     shown = redact("postgresql://tuner:hunter2@[::1:5432/db")
     assert "hunter2" not in shown and "tuner:***@" in shown
+
+
+def test_validate_says_a_custom_workload_is_code(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    examples = SPACES.parent / "examples"
+    monkeypatch.syspath_prepend(str(examples))  # where my_workload lives
+    assert main(["validate", str(examples / "custom_workload.yaml")]) == 0
+    assert "note: workload my_workload:make is your code" in capsys.readouterr().out
+    assert main(["validate", str(GOOD)]) == 0
+    assert "is your code" not in capsys.readouterr().out  # a built-in workload

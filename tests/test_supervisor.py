@@ -192,3 +192,11 @@ def test_a_trial_under_ray_measures_at_normal_priority(ray_local) -> None:
             _config(guard=False).to_json(), 120)))
     assert result.status == OK, result.reason
     assert result.info["niceness"] == 0, f"Ray's worker ran at {worker_niceness}"
+
+
+def test_a_factory_that_returns_no_workload_fails_saying_so() -> None:
+    """`workload.name` imports and calls anything: a callable that is not a workload factory
+    (here os:getcwd, which returns a str) ends the trial with what it lacks, not a crash later."""
+    result = _run(_config("os:getcwd", guard=False))
+    assert result.status == "failed"
+    assert "returned str, not a train workload: it lacks build_model, dataset" in result.reason

@@ -16,12 +16,25 @@ BUILTIN_WORKLOADS: dict[str, str] = {
 }
 
 
+TRAIN_METHODS = ("build_model", "dataset", "loss", "optimizer")
+INFER_METHODS = ("build_model", "dataset", "example_input", "quality")
+
+
 def build_workload(spec: WorkloadSpec) -> Any:
     """Import the factory (built-in or `package.module:factory`) and call it with the options."""
     target = BUILTIN_WORKLOADS.get(spec.name, spec.name)
     module_name, _, factory_name = target.partition(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
     try:
-        return factory(**spec.options)
+        workload = factory(**spec.options)
     except TypeError as error:
         raise ValueError(f"workload {spec.name!r}: bad options {spec.options}: {error}") from None
+    scenario = getattr(workload, "scenario", "train")
+    needed = INFER_METHODS if scenario == "infer" else TRAIN_METHODS
+    missing = [name for name in needed if not callable(getattr(workload, name, None))]
+    if missing:  # a name that is not a workload factory at all (os:getcwd, a typo'd module)
+        base = "InferWorkload" if scenario == "infer" else "TrainWorkload"
+        raise TypeError(f"workload {spec.name!r} returned {type(workload).__name__}, not a "
+                        f"{scenario} workload: it lacks {', '.join(missing)} (subclass "
+                        f"tuner.workloads.base.{base})")
+    return workload
