@@ -15,7 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import TESTS, live_trial_processes
+from conftest import SPACES, TESTS, live_trial_processes
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -134,3 +134,32 @@ def test_a_trial_killed_between_its_result_and_its_tell_counts_as_interrupted(
     failed.set_user_attr(st.STATUS, "crashed")
     study.tell(failed, state=TrialState.FAIL)
     assert not rc.is_interrupted(study.get_trials()[1])  # a real failure stays one
+
+
+def test_a_baseline_left_running_without_a_heartbeat_does_not_block_the_study(
+        tmp_path: Path) -> None:
+    """A baseline trial RUNNING with no heartbeat row (its search died between asking for it
+    and its first beat): the next search re-queues it after the grace and measures it,
+    instead of waiting forever for a search that is gone."""
+    from tuner.driver.space import load_space
+    from tuner.driver.stores import locations
+
+    space = load_space(SPACES / "quick_train.yaml",
+                       ["budget.trials=2", "trial.heartbeat_s=1"])
+    where = locations(space, tmp_path / "tuner-runs")
+    where.workdir.mkdir(parents=True)
+    study, _ = rc.open_study(where, space, space.study)
+    st.enqueue_baseline(study, space)
+    silent = optuna.load_study(study_name=space.study, storage=where.storage).ask()
+    assert silent.user_attrs[st.ROLE] == st.BASELINE  # RUNNING, and no heartbeat row
+    done = subprocess.run(
+        [sys.executable, "-m", "tuner.driver.cli", "search", "--space",
+         str(SPACES / "quick_train.yaml"), "--set", "budget.trials=2", "--set",
+         "trial.heartbeat_s=1", "--workdir", str(where.workdir)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "trials 0 were interrupted (their search stopped): re-queued" in done.stdout
+    trials = optuna.load_study(study_name=space.study, storage=where.storage).get_trials()
+    assert trials[0].state == TrialState.FAIL
+    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[1].user_attrs[st.ROLE] == st.BASELINE

@@ -102,6 +102,7 @@ def settle_running(study: optuna.Study, heartbeat_s: int, grace_s: int,
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     if not running:
         return
+    _beat_for_the_silent(study)
     out(f"trials {_numbers(running)} were running when this study was last used: waiting up to "
         f"{grace_s + heartbeat_s} s to tell a killed search from a live one")
     deadline = time.monotonic() + grace_s + heartbeat_s
@@ -117,6 +118,26 @@ def settle_running(study: optuna.Study, heartbeat_s: int, grace_s: int,
         out(f"trials {_numbers(requeued)} were interrupted (their search stopped): re-queued")
     if still:
         out(f"trials {_numbers(still)} are still heartbeating: another search is running them")
+
+
+def _beat_for_the_silent(study: optuna.Study) -> None:
+    """A RUNNING trial with no heartbeat at all (its search died between asking for it and
+    its first beat, or it was made without heartbeats) is invisible to Optuna's stale check,
+    and a baseline in that state would keep every later search waiting: one beat now makes it
+    go stale after the grace like any other, unless its search is alive and beats on."""
+    import sqlalchemy
+
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # under Optuna's cache wrapper
+    engine = getattr(backend, "engine", None)
+    if engine is None:
+        return
+    with engine.connect() as connection:
+        beating = {row[0] for row in connection.execute(
+            sqlalchemy.text("SELECT trial_id FROM trial_heartbeats"))}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id not in beating:
+            storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
 
 
 def _numbers(numbers: set[int]) -> str:
