@@ -223,3 +223,18 @@ def test_validate_says_a_custom_workload_is_code(monkeypatch: pytest.MonkeyPatch
     assert "note: workload my_workload:make is your code" in capsys.readouterr().out
     assert main(["validate", str(GOOD)]) == 0
     assert "is your code" not in capsys.readouterr().out  # a built-in workload
+
+
+@pytest.mark.parametrize(("flag", "value", "expected"), [
+    ("--storage", "postgresql://tuner:hunter2@[::1:5432/db", "is not a database URL"),
+    ("--runtime-env", "[" * 3000 + "]" * 3000, "--runtime-env: cannot read"),
+    ("--runtime-env", "{" + "[" * 3000 + "]" * 3000 + "}", "--runtime-env: cannot parse"),
+])
+def test_malformed_urls_and_runtime_envs_are_one_line(
+        tmp_path: Path, flag: str, value: str, expected: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", "--space", str(GOOD), flag, value,
+                 "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and "hunter2" not in err
+    assert len(err) < 400 and not (tmp_path / "w").exists()

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from tuner.errors import UserError
+from tuner.errors import UserError, show
 
 AUTH_MODE_VAR = "RAY_AUTH_MODE"
 NODE_CHECK_TIMEOUT_S = 300.0  # a runtime_env with pip packages installs them on each node first
@@ -79,17 +79,22 @@ def load_runtime_env(value: str | None) -> dict[str, Any] | None:
     if not value:
         return None
     text = value
+    shown = value if value.isprintable() and len(value) <= 200 else show(value)
     if not value.lstrip().startswith("{"):
         path = Path(value)
+        try:
+            text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        except (OSError, UnicodeDecodeError) as error:  # a name too long, unreadable
+            raise UserError(f"--runtime-env: cannot read {shown}: "
+                            f"{getattr(error, 'strerror', None) or error}") from None
         if not path.is_file():
-            raise UserError(f"--runtime-env: no such file {value}; give a YAML/JSON file or "
-                            'inline JSON such as \'{"working_dir": "."}\'')
-        text = path.read_text(encoding="utf-8")
+            raise UserError(f"--runtime-env: no such file {shown}; give a YAML/JSON file "
+                            'or inline JSON such as \'{"working_dir": "."}\'')
     try:
         env = yaml.safe_load(text) if not value.lstrip().startswith("{") else json.loads(text)
-    except (yaml.YAMLError, ValueError) as error:
-        first = (str(error).strip().splitlines() or [""])[0][:160]
-        raise UserError(f"--runtime-env: cannot parse {value[:80]!r}: {first}") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as error:
+        first = (str(error).strip().splitlines() or [""])[0][:160] or "nested too deeply"
+        raise UserError(f"--runtime-env: cannot parse {shown}: {first}") from None
     if not isinstance(env, dict) or not env:
         raise UserError("--runtime-env: expected a mapping of Ray runtime_env fields, e.g. "
                         '{"working_dir": ".", "pip": ["my-package"]}')

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.driver.space import Space
-from tuner.errors import UserError, show
+from tuner.errors import UserError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 SECRET_QUERY_KEYS = ("password", "passwd", "secret", "token", "key")
@@ -54,7 +54,7 @@ def redact(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:  # unparsable (a malformed IPv6 host): mask what could be a password
-        return show(re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url))
+        return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)[:300]
     netloc = parts.netloc
     userinfo, at, hostport = netloc.rpartition("@")
     if at and ":" in userinfo:
@@ -73,7 +73,7 @@ def check_storage_url(url: str) -> None:
 
     try:
         make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a malformed host or port
         raise UserError(f"--storage: {redact(url)!r} is not a database URL; use e.g. "
                         "sqlite:///tuner.db or postgresql://user@host/db") from None
 
