@@ -238,3 +238,15 @@ def test_malformed_urls_and_runtime_envs_are_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err and "hunter2" not in err
     assert len(err) < 400 and not (tmp_path / "w").exists()
+
+
+def test_an_unreachable_mlflow_server_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    code = ("import sys\nfrom tuner.driver.cli import main\n"
+            f"code = main(['search', '--space', {str(GOOD)!r}, '--workdir', "
+            f"{str(tmp_path / 'w')!r}, '--tracking-uri', 'http://127.0.0.1:9'])\n"
+            "ray = sys.modules.get('ray')\n"
+            "print(code, bool(ray and ray.is_initialized()))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=180, check=False)
+    assert done.stdout.split()[-2:] == ["2", "False"], done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1 and "--tracking-uri: cannot use MLflow" in done.stderr

@@ -70,6 +70,7 @@ class Search:
         self.records: Records | None = None
         self.heartbeats: Any = None
         self._last_note = 0.0
+        self._remote_tracker: Any = None  # connected before the executor starts
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -80,7 +81,10 @@ class Search:
         if self.executor.shares_this_host:
             lock = hostlock.acquire(self.study_name)  # before Ray: refused, nothing started
         try:
-            # the executor first: a bad --ray-address must fail before any store is created
+            if self.where.remote_tracking:  # an unreachable server: refused before Ray starts
+                self._remote_tracker = connect_tracker(self.where, self.experiment,
+                                                       self.study_name)
+            # then the executor: a bad --ray-address must fail before any store is created
             self.executor.start()
             _interrupt_on_sigterm()  # after ray.init, which installs a SIGTERM handler of its own
             try:
@@ -121,8 +125,7 @@ class Search:
         return outcome
 
     def _open_records_and_study(self) -> None:
-        if self.where.remote_tracking:  # an unreachable server: refused, nothing made
-            tracker = connect_tracker(self.where, self.experiment, self.study_name)
+        tracker = self._remote_tracker
         ensure_local_folders(self.where)
         if not self.where.remote_tracking:
             with hostlock.creating_sqlite(self.where.tracking_uri):
