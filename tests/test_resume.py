@@ -136,6 +136,7 @@ def test_a_trial_killed_between_its_result_and_its_tell_counts_as_interrupted(
     assert not rc.is_interrupted(study.get_trials()[1])  # a real failure stays one
 
 
+@pytest.mark.slow
 def test_a_baseline_left_running_without_a_heartbeat_does_not_block_the_study(
         tmp_path: Path) -> None:
     """A baseline trial RUNNING with no heartbeat row (its search died between asking for it
