@@ -30,16 +30,22 @@ def _trial_processes() -> list[str]:
     return live_trial_processes("tuner-trial-0-")
 
 
-def test_sigterm_closes_running_trial_and_kills_its_process(tmp_path: Path) -> None:
-    (tmp_path / "space.yaml").write_text(SPACE, encoding="utf-8")
+def _search_with_a_running_trial(folder: Path, space: str) -> subprocess.Popen[str]:
+    """`tuner search` of `space` in `folder`, once its first trial process runs."""
+    (folder / "space.yaml").write_text(space, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     search = subprocess.Popen([sys.executable, "-m", "tuner.driver.cli", "search", "--space",
-                               "space.yaml"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               "space.yaml"], cwd=folder, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not _trial_processes() and time.monotonic() < deadline:
-        time.sleep(1)
+        time.sleep(0.2)
     assert _trial_processes(), "the trial process never started"
+    return search
+
+
+def test_sigterm_closes_running_trial_and_kills_its_process(tmp_path: Path) -> None:
+    search = _search_with_a_running_trial(tmp_path, SPACE)
     search.send_signal(signal.SIGTERM)
     _, err = search.communicate(timeout=120)
     assert search.returncode == 130, err
@@ -79,15 +85,7 @@ def test_a_driver_paused_past_the_grace_goes_on_and_the_trial_runs_again(tmp_pat
     measured again by the re-queued trial, and nothing is left RUNNING."""
     from tuner.driver import recovery as rc
 
-    (tmp_path / "space.yaml").write_text(PAUSED_SPACE, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    search = subprocess.Popen([sys.executable, "-m", "tuner.driver.cli", "search", "--space",
-                               "space.yaml"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not _trial_processes() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _trial_processes(), "the trial process never started"
+    search = _search_with_a_running_trial(tmp_path, PAUSED_SPACE)
     search.send_signal(signal.SIGSTOP)
     time.sleep(4)  # past the grace of 3 heartbeats of 1 s
     storage = f"sqlite:///{tmp_path / 'tuner-runs' / 'optuna.db'}"
