@@ -94,6 +94,15 @@ class Postgres:
                   "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1",
                   "start")
 
+    def pause(self) -> None:
+        """Stop the server, keeping its data and port (a restart, a failover)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
+                  "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1",
+                  "start")
+
     def stop(self) -> None:
         if self.data.exists():
             subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate",

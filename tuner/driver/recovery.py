@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.driver import storage as sg
 from tuner.driver import study as st
 from tuner.errors import UserError
 from tuner.trial import LOST
@@ -32,15 +33,14 @@ SESSION_PREFIX = "search:"  # study user attr per search invocation: its heartbe
 STARTUP_S = 60  # most a search takes from creating its MLflow run to its first heartbeat
 
 
-def open_storage(url: str, heartbeat_s: int, grace_s: int) -> RDBStorage:
-    """The study storage with heartbeats on, so a killed search's trials are found and retried.
-    SQLite waits for a lock instead of failing at once, so two searches can share a file."""
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+def open_storage(url: str, heartbeat_s: int, grace_s: int,
+                 shown_url: str = "") -> sg.PatientStorage:
+    """The study storage (patient with passing faults), its heartbeats on and a trial whose
+    heartbeat stopped re-queued."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                          grace_period=grace_s,
-                          heartbeat_stale_trial_callback=RequeueInterrupted(MAX_RETRIES))
+        requeue = RequeueInterrupted(MAX_RETRIES)
+    return sg.open_storage(url, heartbeat_s, grace_s, shown_url, requeue)
 
 
 class RequeueInterrupted(RetryHeartbeatStaleTrialCallback):
@@ -146,17 +146,21 @@ def _numbers(numbers: set[int]) -> str:
 
 class Heartbeats:
     """A thread that records the heartbeat of every running trial of this search, and of the
-    search itself (its session attr), every `interval_s`."""
+    search itself (its session attr), every `interval_s`. A beat that fails is tried at the
+    next interval; `say` hears the first failure of a run of them and the recovery."""
 
-    def __init__(self, study: optuna.Study, session: str, interval_s: int) -> None:
+    def __init__(self, study: optuna.Study, session: str, interval_s: int, grace_s: int,
+                 say: Callable[[str], None] = print) -> None:
         self.study = study
         self.session = session
         self.interval_s = interval_s
+        self.grace_s = grace_s
+        self.say = say
         self.trial_ids: dict[int, int] = {}  # trial number -> trial id
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name="tuner-heartbeats", daemon=True)
-        self.errors = 0
+        self.failing = 0  # beats failed in a row
 
     def start(self) -> None:
         self._beat_session(ended=False)
@@ -179,17 +183,38 @@ class Heartbeats:
         except Exception:  # noqa: BLE001 - a later search closes this session by its age
             pass
 
-    def _run(self) -> None:
+    def beat(self) -> None:
+        """Every running trial's heartbeat now (the driver's own trials, before it looks for
+        stale ones: after a storage outage they are not its own victims)."""
+        with self.lock:
+            ids = list(self.trial_ids.values())
         storage = self.study._storage
+        try:
+            for trial_id in ids:
+                storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+        except Exception as error:  # noqa: BLE001 - said once; the next beat tries again
+            self._failed(error)
+            return
+        if self.failing:
+            self.failing = 0
+            self.say("heartbeats are written again")
+
+    def _run(self) -> None:
         while not self.stop_event.wait(self.interval_s):
-            with self.lock:
-                ids = list(self.trial_ids.values())
+            self.beat()
+            if self.failing:
+                continue
             try:
-                for trial_id in ids:
-                    storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
                 self._beat_session(ended=False)
-            except Exception:  # noqa: BLE001 - a locked or unreachable database: try next beat
-                self.errors += 1
+            except Exception as error:  # noqa: BLE001 - said once; the next beat tries again
+                self._failed(error)
+
+    def _failed(self, error: BaseException) -> None:
+        self.failing += 1
+        if self.failing == 1:
+            self.say(f"warning: heartbeats cannot be written ({sg.first_line(error)}); "
+                     f"if this lasts past {self.grace_s} s, trials running now are failed as "
+                     "stale and run again")
 
     def _beat_session(self, ended: bool, beat: float | None = None) -> None:
         self.study.set_user_attr(SESSION_PREFIX + self.session, {
@@ -213,17 +238,21 @@ def mark_session_ended(study: optuna.Study, session: str, how: str) -> None:
     study.set_user_attr(SESSION_PREFIX + session, attrs)
 
 
-def open_study(where: Any, space: Any, study_name: str) -> tuple[Any, Any]:
+def open_study(where: Any, space: Any, study_name: str,
+               say: Callable[[str], None] = print) -> tuple[Any, Any]:
     """The study and its storage (heartbeats on); a storage that cannot be opened is a bad
-    --storage: one line, exit 2."""
+    --storage: one line, exit 2. `say` hears the storage's outages."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from tuner.driver.stores import redact
 
     try:
-        storage = open_storage(where.storage, space.trial.heartbeat_s, space.trial.grace_s)
-        return st.open_study(space, storage, study_name), storage
+        opened = open_storage(where.storage, space.trial.heartbeat_s, space.trial.grace_s,
+                              redact(where.storage))
+        opened.say = say  # from here on, a failing storage is waited for, with a line
+        study = st.open_study(space, opened, study_name)
     except (SQLAlchemyError, ImportError, OSError) as error:
         first = (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
         raise UserError(f"--storage: cannot open the study storage {redact(where.storage)}: "
                         f"{type(error).__name__}: {first[:200]}") from None
+    return study, opened

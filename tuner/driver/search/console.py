@@ -74,6 +74,13 @@ class Console:
             line += f"  | best {best.samples_per_sec:.2f} samples/s (trial {best.number})"
         return line + f"  [{elapsed}]"
 
+    @staticmethod
+    def measured(result: TrialResult) -> str:
+        """What a trial measured, for a line that says it could not be recorded."""
+        figure = result.metrics.get(mx.SAMPLES_PER_SEC)
+        return result.status + (f", {figure:,.2f} samples/s" if figure else "") + (
+            f" ({result.reason[:200]})" if result.reason else "")
+
     def still_running(self, number: int, running_s: float, limit_s: float, phase: str) -> None:
         self.out(f"  trial {number} still running: {duration(running_s)} of its "
                  f"{duration(limit_s)} limit" + (f"; {phase}" if phase else ""))

@@ -15,7 +15,7 @@ from typing import Any
 
 from optuna.exceptions import UpdateFinishedTrialError
 
-from tuner.driver import hostlock
+from tuner.driver import envvars, hostlock
 from tuner.driver import ranking as rk
 from tuner.driver import recovery as rc
 from tuner.driver import report as rp
@@ -25,11 +25,12 @@ from tuner.driver.search import admit as ad
 from tuner.driver.search import results as rs
 from tuner.driver.search.console import Console, duration
 from tuner.driver.search.hooks import SearchHooks
-from tuner.driver.search.records import Records, check_environment, connect_tracker
+from tuner.driver.search.records import Records, connect_tracker
 from tuner.driver.search.schedule import Schedule
 from tuner.driver.search.summary import Outcome, outcome_of, summary_of
 from tuner.driver.search.tell import Teller
 from tuner.driver.space import Space
+from tuner.driver.storage import StorageFailed
 from tuner.driver.stores import Locations, ensure_local_folders, preflight, redact
 from tuner.errors import SearchAborted
 from tuner.trial import TIMEOUT, TrialResult
@@ -75,7 +76,7 @@ class Search:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        check_environment()  # a bad TUNER_* variable: refused before anything starts
+        envvars.check()  # a bad TUNER_* variable: refused before anything starts
         preflight(self.where)  # bad folders, URLs, databases: refused before anything starts
         lock = None
         if self.executor.shares_this_host:
@@ -107,22 +108,33 @@ class Search:
                              "--trials to run more.")
             return self._outcome()
         self._opening_lines(done_before)
-        failed = False
         try:
             self._loop()
-        except BaseException:
-            failed = True
-            self.teller.abandon(self.running, "search interrupted")
+        except BaseException as error:
+            self._stop_after(error)
             raise
-        finally:
-            outcome = self._outcome()
-            parent_closed = self._finish_parent(outcome, failed)
-            # a search whose MLflow run could not be closed stays "not ended": the next search
-            # of this study closes that run
-            self.heartbeats.stop(ended=parent_closed)
+        outcome = self._outcome()
+        parent_closed = self._finish_parent(outcome, failed=False)
+        # a search whose MLflow run could not be closed stays "not ended": the next search of
+        # this study closes that run
+        self.heartbeats.stop(ended=parent_closed)
         outcome.records_missing = self.records.final_sync(
-            self.study, self.where, parent_closed, lambda: self._finish_parent(outcome, failed))
+            self.study, self.where, parent_closed, lambda: self._finish_parent(outcome, False))
         return outcome
+
+    def _stop_after(self, error: BaseException) -> None:
+        """Stopped by `error` (Ctrl-C, SIGTERM, a storage that kept failing): close what can
+        be closed, never hiding `error` behind a fault of the summary's own."""
+        if not isinstance(error, StorageFailed):
+            self.teller.abandon(self.running, "search interrupted")
+        parent_closed = False
+        try:
+            parent_closed = self._finish_parent(self._outcome(), failed=True)
+        except Exception as summary_error:  # noqa: BLE001 - the stop's own error is what matters
+            self.console.out(f"warning: the search's summary could not be written: "
+                             f"{type(summary_error).__name__}: {str(summary_error)[:200]}")
+        finally:
+            self.heartbeats.stop(ended=parent_closed)
 
     def _open_records_and_study(self) -> None:
         tracker = self._remote_tracker
@@ -132,7 +144,8 @@ class Search:
                 tracker = connect_tracker(self.where, self.experiment, self.study_name)
         self.records = Records(tracker, self.console)
         with hostlock.creating_sqlite(self.where.storage):
-            self.study, self.storage = rc.open_study(self.where, self.space, self.study_name)
+            self.study, self.storage = rc.open_study(self.where, self.space, self.study_name,
+                                                     self.console.out)
         self.schedule = Schedule(self.study, self.space, self.console, self.hooks,
                                  self.trials_budget, self.timeout_s)
         self.hooks.study_opened(self.study, self.storage)
@@ -150,7 +163,8 @@ class Search:
                                    space.source, {"tuner.objective": " and ".join(space.objectives),
                                                   **self.start_tags}, self.run_name)
         session = parent if isinstance(parent, str) else f"unlogged-{uuid.uuid4().hex}"
-        self.heartbeats = rc.Heartbeats(self.study, session, space.trial.heartbeat_s)
+        self.heartbeats = rc.Heartbeats(self.study, session, space.trial.heartbeat_s,
+                                        space.trial.grace_s, self.console.out)
         self.heartbeats.start()
         self.teller = Teller(self.study, space, self.records, self.heartbeats, self.console)
         out(f"{self.executor.describe()}; up to {space.trial.max_concurrent} trial(s) at a "
@@ -218,7 +232,9 @@ class Search:
         """While trials run: retry MLflow if it was down, retry dead searches' trials, and say
         which trials are still going."""
         assert self.records is not None
-        rc.fail_stale(self.study)  # another search of this study died: its trials re-queued
+        self.heartbeats.beat()  # this search's own trials are never stale to itself
+        if not self.heartbeats.failing:  # its own beats fail: the storage cannot judge others
+            rc.fail_stale(self.study)  # another search of this study died: its trials re-queued
         if self.records.retry_due():
             self.records.sync(rk.rows(self.study), only=set(self.records.unlogged))
         now = time.monotonic()
@@ -271,6 +287,14 @@ class Search:
 
     def _finish(self, trial_number: int, result: TrialResult) -> None:
         running = self.running.pop(trial_number)
+        try:
+            self._tell(running, result)
+        except StorageFailed as error:  # what was measured is at least said
+            raise StorageFailed(f"{error}; trial {trial_number} was not recorded: "
+                                f"{self.console.measured(result)}") from None
+
+    def _tell(self, running: rs.Running, result: TrialResult) -> None:
+        trial_number = running.number
         verdict = rs.interpret(self.study, self.space, running, result)
         try:
             self.teller.record(running, verdict)

@@ -6,40 +6,16 @@ The Optuna storage is the record of truth: every MLflow record is written from w
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
+from tuner.driver import envvars
 from tuner.driver import ranking as rk
 from tuner.driver import recovery as rc
 from tuner.driver.search.console import Console, duration
 from tuner.driver.stores import Locations, redact
 from tuner.errors import UserError
-
-RETRY_ENV, WAIT_ENV = "TUNER_MLFLOW_RETRY_S", "TUNER_MLFLOW_WAIT_S"
-
-
-def env_seconds(name: str, default: float) -> float:
-    """A duration from the environment; a value that is not one is a UserError (one line)."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 86400:
-        raise UserError(f"{name}: expected seconds from 0 to 86400, got {text[:40]!r}; unset it "
-                        f"for the default of {default:g}")
-    return value
-
-
-def check_environment() -> None:
-    """Before anything starts: the variables this module reads are usable."""
-    env_seconds(RETRY_ENV, 30)
-    env_seconds(WAIT_ENV, 30)
 
 
 def connect_tracker(where: Locations, experiment: str, study_name: str) -> Any:
@@ -63,8 +39,8 @@ class Records:
         self.console = console
         # how often to retry writes that failed while the tracking server was unreachable, and
         # at the end how long to wait for it to answer again before giving up
-        self.retry_s = env_seconds(RETRY_ENV, 30)
-        self.final_wait_s = env_seconds(WAIT_ENV, 30)
+        self.retry_s = envvars.seconds("TUNER_MLFLOW_RETRY_S")
+        self.final_wait_s = envvars.seconds("TUNER_MLFLOW_WAIT_S")
         self.unlogged: set[int] = set()  # finished trials MLflow has not heard of yet
         self.down_since: float | None = None
         self.last_failure = 0.0
