@@ -69,8 +69,13 @@ def retry_of(trial: FrozenTrial) -> int | None:
 
 def requeue(study: optuna.Study, trial_number: int) -> bool:
     """Re-queue a trial this search itself interrupted (SIGTERM) or lost with its node, as the
-    stale check would. False when its config has been re-run MAX_RETRIES times already."""
+    stale check would. False when its config has been re-run MAX_RETRIES times already;
+    UpdateFinishedTrialError when the stale check closed (and so re-queued) it first: a retry
+    is queued once."""
     frozen = study.get_trials(deepcopy=False)[trial_number]
+    if frozen.state != TrialState.RUNNING:  # failed as stale meanwhile: re-queued by that check
+        raise optuna.exceptions.UpdateFinishedTrialError(
+            f"trial {trial_number} was closed meanwhile ({frozen.state.name})")
     if len(frozen.system_attrs.get("retry_history", [])) >= MAX_RETRIES:
         return False
     with warnings.catch_warnings():

@@ -81,6 +81,10 @@ class Tracker:
             self.experiment_id = self.client.create_experiment(
                 experiment, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING})
         self.parent_run_id: str | None = None
+        # trial number -> a run created whose params could not be written (the server went
+        # away between the two calls): the trial's record is written to it, not to a new run
+        self.half_started: dict[int, str] = {}
+        self.strays: list[str] = []  # older RUNNING runs of a trial, found by trial_runs
         self.study = study or experiment  # nightly studies of one space share its experiment
 
     def start_search(self, study: str, space_source: str, tags: dict[str, str],
@@ -106,15 +110,24 @@ class Tracker:
                   "tuner.kind": "trial", "tuner.study": self.study, **tags},
         )
         params = [Param(name, str(value)) for name, value in sorted(knobs.items())]
-        self.client.log_batch(run.info.run_id, params=params)
+        try:
+            self.client.log_batch(run.info.run_id, params=params)
+        except Exception:
+            self.half_started[trial_number] = run.info.run_id  # record_trial completes it
+            raise
         return run.info.run_id
 
     def record_trial(self, row: Row, existing: Any = None) -> str:
         """Write a finished trial's record and close its run (creating the run if the trial
         never got one). `existing`: its MLflow run as found by `trial_runs`, if any."""
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Metric, Param, RunTag
 
         run_id = existing.info.run_id if existing is not None else row.run_id
+        adopted = self.half_started.pop(row.number, None) if run_id is None else None
+        if adopted is not None:  # its run was created, its params never written: no second run
+            self.client.log_batch(adopted, params=[Param(name, str(value)) for name, value
+                                                   in sorted(row.knobs.items())])
+            run_id = adopted
         if run_id is None:
             run_id = self.start_trial(row.number, row.knobs, trial_tags(row))
         already_logged = existing is not None and bool(existing.data.metrics)
@@ -136,8 +149,10 @@ class Tracker:
         return run_id
 
     def trial_runs(self) -> dict[int, Any]:
-        """This study's trial runs by trial number (the newest, if a number has several)."""
+        """This study's trial runs by trial number (the newest, if a number has several: an
+        older one still RUNNING is a stray, closed by `sync_trials`)."""
         runs: dict[int, Any] = {}
+        self.strays = []
         token = None
         while True:
             page = self.client.search_runs([self.experiment_id],
@@ -148,6 +163,9 @@ class Tracker:
             for run in page:
                 number = run.data.tags.get("tuner.trial", "")
                 if number.isdigit():
+                    older = runs.get(int(number))
+                    if older is not None and older.info.status == "RUNNING":
+                        self.strays.append(older.info.run_id)
                     runs[int(number)] = run
             token = page.token
             if not token:
@@ -230,4 +248,7 @@ def sync_trials(tracker: Tracker, finished: list[Row], only: set[int] | None = N
             continue
         tracker.record_trial(row, run)
         written.append(row.number)
+    for run_id in tracker.strays:  # a run whose creation answered too late to be known
+        tracker.close_run(run_id, "FAILED", {"tuner.status": "superseded",
+                                             "tuner.reason": "a later run holds this trial"})
     return written

@@ -1,7 +1,9 @@
-"""The study storage's faults, injected for real: a SQLite file locked by another process past
-its busy timeout, a full filesystem (a small tmpfs), a PostgreSQL server stopped and started
-again. A fault that passes within TUNER_STORAGE_RETRY_S is waited out, said in one line when it
-starts and one when it ends; one that does not is a single-line `StorageFailed`."""
+"""Faults of the stores that hold the results, injected for real. The study storage: a SQLite
+file locked by another process past its busy timeout, a full filesystem (a small tmpfs), a
+PostgreSQL server stopped and started again; a fault that passes within TUNER_STORAGE_RETRY_S
+is waited out, said in one line when it starts and one when it ends; one that does not is a
+single-line `StorageFailed`. MLflow: a run created whose params write failed (a SQLite trigger
+refuses them) is completed later, never left RUNNING beside a second run."""
 
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ import optuna
 import pytest
 from services import Postgres, postgres_bin
 
+from tuner.driver import recovery as rc
 from tuner.driver import storage as sg
+from tuner.driver.ranking import row_of
+from tuner.driver.tracking import Tracker, sync_trials
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 
@@ -97,6 +102,51 @@ def test_bad_data_is_not_retried(tmp_path: Path, patience: None) -> None:
     storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         storage.set_trial_user_attr(trial_id, "late", 1)
+
+
+def test_a_trial_the_stale_check_closed_is_not_queued_again(tmp_path: Path) -> None:
+    """The stale check failed (and re-queued) a trial while its driver was paused; the driver,
+    back, must not queue a second retry of it."""
+    storage = rc.open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_s=1, grace_s=1)
+    study = optuna.create_study(study_name="stale", storage=storage)
+    trial = rc.ask(study)
+    time.sleep(2.5)
+    rc.fail_stale(study)  # as another search of the study would: FAIL, then a retry queued
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        rc.requeue(study, trial.number)
+    waiting = study.get_trials(states=[optuna.trial.TrialState.WAITING])
+    assert len(waiting) == 1
+
+
+def test_an_mlflow_run_whose_params_failed_is_completed_not_doubled(tmp_path: Path) -> None:
+    """MLflow made the trial's run, then refused its params (a database fault after
+    `create_run`): the trial's record later goes to that run, which ends FINISHED with its
+    params; no second run, none left RUNNING."""
+    tracking = tmp_path / "mlflow.db"
+    tracker = Tracker(f"sqlite:///{tracking}", "faults", None)
+    database = sqlite3.connect(tracking)
+    database.execute("CREATE TRIGGER refuse BEFORE INSERT ON params "
+                     "BEGIN SELECT RAISE(ABORT, 'injected fault'); END")
+    database.commit()
+    with pytest.raises(Exception, match="injected fault"):
+        tracker.start_trial(0, {"batch_size": 8}, {"tuner.role": "baseline"})
+    database.execute("DROP TRIGGER refuse")
+    database.commit()
+
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(
+        value=10.0, params={}, distributions={},
+        user_attrs={"knobs": {"batch_size": 8}, "status": "ok", "role": "baseline",
+                    "metrics": {"samples_per_sec": 10.0}}))
+    tracker.record_trial(row_of(study.trials[0]))
+    runs = tracker.client.search_runs([tracker.experiment_id])
+    assert [(run.info.status, run.data.params) for run in runs] == [
+        ("FINISHED", {"batch_size": "8"})]
+
+    stray = tracker.client.create_run(tracker.experiment_id, tags={  # an older run, unknown
+        "tuner.kind": "trial", "tuner.study": "faults", "tuner.trial": "0"}, start_time=1)
+    assert sync_trials(tracker, [row_of(study.trials[0])]) == []
+    assert tracker.client.get_run(stray.info.run_id).info.status == "FAILED"
 
 
 @pytest.fixture
