@@ -93,3 +93,72 @@ def test_a_search_runs_through_an_executor_of_its_own(tmp_path: Path) -> None:
     runs = client.search_runs([client.get_experiment_by_name(space.study).experiment_id])
     assert sorted(r.data.tags["tuner.kind"] for r in runs) == ["search", "trial", "trial",
                                                                 "trial"]
+
+
+LISTENING = '''
+import json, os, socket
+from pathlib import Path
+from tuner.driver.executors.ray import RayExecutor
+
+def tree(root):
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    pids, grown = {root}, True
+    while grown:
+        more = {pid for pid, parent in parents.items() if parent in pids} - pids
+        pids |= more
+        grown = bool(more)
+    return pids
+
+def listening(pids):
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                raw = bytes.fromhex(fields[1].split(":")[0])
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(socket.inet_ntop(family, words))
+    return sorted(found)
+
+said = []
+executor = RayExecutor(say=said.append)
+executor.start()
+print(json.dumps({"addresses": listening(tree(os.getpid())), "said": said,
+                  "auth": os.environ.get("RAY_AUTH_MODE"), "describe": executor.describe()}))
+executor.shutdown()
+'''
+
+
+def test_the_local_ray_listens_on_loopback_only_and_keeps_token_auth(tmp_path: Path) -> None:
+    """The tuner's own Ray (no --ray-address): GCS, raylet and workers listen on loopback only,
+    and an inherited RAY_AUTH_MODE=disabled is overruled, with a warning."""
+    import os
+
+    env = {key: value for key, value in os.environ.items()
+           if key != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    run = subprocess.run([sys.executable, "-c", LISTENING], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["addresses"], seen  # Ray's servers were found
+    assert set(seen["addresses"]) <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, seen
+    assert seen["auth"] == "token"
+    assert seen["said"] == ["warning: RAY_AUTH_MODE=disabled from the environment is not used: "
+                            "the tuner's own local Ray starts with token authentication (for a "
+                            "Ray without it, start one yourself and give --ray-address)"]
+    assert "(local, on loopback)" in seen["describe"]

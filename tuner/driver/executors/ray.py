@@ -21,6 +21,24 @@ from tuner.knobs import REGISTRY
 from tuner.trial import CRASHED, LOST, TIMEOUT, TrialConfig, TrialResult
 
 ROOM_POLL_S = 1.0  # how often a trial waiting for room on the cluster looks again
+# Ray's own switch ("0": a new local node takes 127.0.0.1 as its address, so GCS, raylet and
+# workers listen on loopback only); named for laptops, it holds on Linux as well
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+AUTH_ENV = "RAY_AUTH_MODE"
+
+
+def _local_ray_environment() -> str | None:
+    """Before Ray is imported: the tuner's own local Ray listens on loopback only, keeps token
+    authentication on, and runs trials at priority 0 (Ray nices its workers to 15). Returns a
+    warning when an inherited setting was overruled."""
+    os.environ.setdefault(LOOPBACK_ENV, "0")
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    if os.environ.get(AUTH_ENV, "").strip().lower() == "disabled":
+        os.environ[AUTH_ENV] = "token"
+        return (f"warning: {AUTH_ENV}=disabled from the environment is not used: the tuner's own "
+                "local Ray starts with token authentication (for a Ray without it, start one "
+                "yourself and give --ray-address)")
+    return None
 
 
 def _absolute_pythonpath() -> None:
@@ -71,11 +89,15 @@ class RayExecutor(Executor):
     (Ray's) is how the cluster's workers get code the driver has and they lack."""
 
     def __init__(self, address: str | None = None,
-                 runtime_env: dict[str, Any] | None = None) -> None:
+                 runtime_env: dict[str, Any] | None = None,
+                 say: Any = print) -> None:
         self.address = address
         self.runtime_env = runtime_env
+        self.say = say
+        self._overruled = None if address else _local_ray_environment()
         self._given: list[Submitted] = []  # given to Ray, not yet collected
         self._owns_ray = False
+        self._loopback = False  # the local Ray of its own, listening on loopback only
         self.nodes: list[Any] = []
 
     @property
@@ -95,14 +117,19 @@ class RayExecutor(Executor):
             if self.address:
                 cluster.check_address(self.address)
             _absolute_pythonpath()  # local workers inherit it, from another working directory
-            if not self.address:  # Ray nices its workers (15); a trial measures at priority 0
-                os.environ.setdefault("RAY_worker_niceness", "0")
+            if self._overruled:
+                self.say(self._overruled)
             try:
                 ray.init(address=self.address, runtime_env=self.runtime_env,
                          include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                          configure_logging=True)
             except (ConnectionError, ValueError, RuntimeError) as error:
                 raise cluster.connect_error(self.address, error) from None
+        node_ip = ray.util.get_node_ip_address()
+        self._loopback = self._owns_ray and not self.address and node_ip in ("127.0.0.1", "::1")
+        if self._owns_ray and not self.address and not self._loopback:
+            self.say(f"warning: the local Ray listens on {node_ip}, not only on loopback "
+                     f"({LOOPBACK_ENV} was set to 1, or Ray was imported before the tuner set it)")
         self._remote = ray.remote(run_trial_process)
         # The node under a trial died or left (a stopped machine, a preempted instance), or
         # the supervisor process itself was killed: nothing the config did, so run it again.
@@ -123,7 +150,8 @@ class RayExecutor(Executor):
         tuner = (f"; tuner {versions[0]} on every node" if len(versions) == 1 else
                  f"; WARNING: the nodes run different tuner versions ({', '.join(versions)}): "
                  "install one everywhere, or results are not comparable" if versions else "")
-        return f"ray: {nodes}, up to {self.node_cpus} CPUs per node{gpus}{tuner}"
+        local = " (local, on loopback)" if self._loopback else ""
+        return f"ray: {nodes}{local}, up to {self.node_cpus} CPUs per node{gpus}{tuner}"
 
     def submit(self, config: TrialConfig) -> Submitted:
         """Give the trial to Ray now if the cluster has room for it, else keep it waiting
