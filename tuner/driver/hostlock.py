@@ -13,20 +13,27 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from tuner.errors import UserError, show
+from tuner.private import NotPrivate, private_folder
 
 LOCK_ENV = "TUNER_HOST_LOCK"  # tests and side-by-side installs may point it elsewhere
 
 
 def lock_path() -> Path:
-    default = Path(tempfile.gettempdir()) / f"tuner-local-ray-{os.getuid()}.lock"
-    return Path(os.environ.get(LOCK_ENV) or default)
+    """TUNER_HOST_LOCK, else a file in this user's private folder (no other local user can
+    make or hold it)."""
+    if os.environ.get(LOCK_ENV):
+        return Path(os.environ[LOCK_ENV])
+    try:
+        return private_folder("tuner") / "local-ray.lock"
+    except NotPrivate as error:
+        raise UserError(f"the local-search lock: {error}; or point {LOCK_ENV} at a file of "
+                        "your own") from None
 
 
 def acquire(study: str) -> IO[str]:

@@ -12,16 +12,19 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from tuner.private import private_folder
 
 REGISTRY_ENV = "TUNER_CORES_REGISTRY"
 
 
 def registry_path() -> Path:
-    default = Path(tempfile.gettempdir()) / f"tuner-cores-{os.getuid()}.json"
-    return Path(os.environ.get(REGISTRY_ENV) or default)
+    """TUNER_CORES_REGISTRY, else a file in this user's private folder on the node."""
+    if os.environ.get(REGISTRY_ENV):
+        return Path(os.environ[REGISTRY_ENV])
+    return private_folder("tuner") / "cores.json"
 
 
 @contextlib.contextmanager

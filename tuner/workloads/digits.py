@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from tuner.private import NotPrivate, private_folder
 from tuner.workloads.base import InferWorkload
 
 CACHE_ENV = "TUNER_CACHE_DIR"  # set by the search: the study's working folder
@@ -118,9 +118,9 @@ def digits_cnn(**options: Any) -> DigitsCNN:
 def _private_cache() -> Path:
     """Outside a trial (no TUNER_CACHE_DIR): a cache of this user's own, 0700, so no other
     local user can replace the trained weights it holds."""
-    folder = Path(tempfile.gettempdir(), f"tuner-cache-{os.getuid()}")
-    folder.mkdir(mode=0o700, exist_ok=True)
-    if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
-        raise RuntimeError(f"{folder} is not this user's private folder; set {CACHE_ENV} to "
-                           "a folder of your own")
-    return folder
+    try:
+        folder = private_folder("tuner") / "cache"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        return folder
+    except NotPrivate as error:
+        raise RuntimeError(f"{error}; or set {CACHE_ENV} to a folder of your own") from None
