@@ -7,6 +7,7 @@ and prints the outcome counts quoted in docs/reliability.md.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,9 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from space_strategies import NASTY_TEXTS, VALID, billion_laughs, documents, dump
 
+from tuner.driver import envvars
 from tuner.driver.cli import main
+from tuner.driver.cluster import load_runtime_env
 from tuner.driver.space import Space, parse_space
-from tuner.errors import SpaceError
+from tuner.driver.space.fields import STUDY_NAME_MAX, study_name_problem
+from tuner.driver.stores import check_storage_url, check_tracking_uri, preflight_database, redact
+from tuner.errors import SpaceError, UserError, one_line
 
 
 def fast(examples: int) -> settings:
@@ -135,3 +140,106 @@ class _captured_stderr:
         import sys
 
         sys.stderr = self.saved
+
+
+# -- every other input: environment variables, study names, URLs, --runtime-env ----------------
+
+def _one_line_or_ok(call: object, secret: str = "") -> object:
+    """The input contract for everything but files: a value, or a UserError of one bounded,
+    printable line that never echoes a password."""
+    try:
+        return call()  # type: ignore[operator]
+    except UserError as error:
+        message = one_line(str(error))
+        assert message and len(message) < 2000, message[:300]
+        assert "\x1b" not in message and "\x00" not in message, repr(message[:300])
+        assert not secret or secret not in message, message
+        return None
+
+
+@fast(400)
+@given(hs.sampled_from(sorted(envvars.DURATIONS)), hs.text(max_size=60))
+def test_any_duration_variable_is_a_value_or_one_line(name: str, value: str) -> None:
+    saved = os.environ.get(name)
+    try:
+        if "\x00" in value:
+            return  # no environment can hold a NUL
+        os.environ[name] = value
+        seconds = _one_line_or_ok(lambda: envvars.seconds(name))
+        assert seconds is None or 0 <= float(seconds) <= 86400  # type: ignore[arg-type]
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
+@fast(600)
+@given(hs.one_of(hs.text(max_size=700), hs.sampled_from(["..", ".", "a/b", "/abs", "a'b", "a b",
+                                                          "x" * 600, "-x", "a\\b", "nul\x00"])))
+def test_any_study_name_is_safe_or_refused(name: str) -> None:
+    """A name that passes names a file inside the workdir and an MLflow filter value safely."""
+    if study_name_problem(name) is not None:
+        return
+    assert 0 < len(name) <= STUDY_NAME_MAX
+    assert "/" not in name and "\\" not in name and "'" not in name and name not in (".", "..")
+    workdir = Path("/w")
+    assert (workdir / "best" / f"{name}.yaml").parent == workdir / "best"
+
+
+URL_PARTS = hs.tuples(
+    hs.sampled_from(["sqlite:///", "sqlite://", "postgresql://", "postgresql+psycopg://",
+                     "mysql://", "http://", "https://", "file:", "redis://", "", "://"]),
+    hs.sampled_from(["", "user:s3cret@", "user:s3cret@[", "user:s3cret@[::1", ":s3cret@",
+                     "user@"]),
+    hs.text(max_size=40),
+    hs.sampled_from(["", ":5432", ":99999", ":x", "/db", "/db?password=s3cret", "?token=s3cret"]))
+
+
+NETWORK = ("postgresql://", "postgresql+psycopg://", "mysql://", "http://", "https://",
+           "redis://", "://")  # after these, user:PASSWORD@ is a credential (else a path)
+
+
+def _secret(parts: tuple[str, str, str, str]) -> str:
+    return "s3cret" if parts[0] in NETWORK else ""
+
+
+@fast(500)
+@given(URL_PARTS)
+def test_any_storage_url_is_usable_or_one_line_without_its_password(
+        parts: tuple[str, str, str, str]) -> None:
+    url, secret = "".join(parts), _secret(parts)
+    if "\x00" in url:
+        return
+    if _one_line_or_ok(lambda: check_storage_url(url) or True, secret) and \
+            url.startswith("sqlite:///"):
+        _one_line_or_ok(lambda: preflight_database(url, "--storage"), secret)
+    assert not secret or secret not in redact(url)
+
+
+@fast(300)
+@given(URL_PARTS)
+def test_any_tracking_uri_is_usable_or_one_line_without_its_password(
+        parts: tuple[str, str, str, str]) -> None:
+    uri, secret = "".join(parts), _secret(parts)
+    _one_line_or_ok(lambda: check_tracking_uri(uri), secret)
+    assert not secret or secret not in redact(uri)
+
+
+JSON_VALUES = hs.recursive(
+    hs.none() | hs.booleans() | hs.integers() | hs.text(max_size=10),
+    lambda inner: hs.lists(inner, max_size=3) | hs.dictionaries(hs.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=12)
+
+
+@fast(400)
+@given(hs.one_of(hs.text(max_size=200),
+                 JSON_VALUES.map(json.dumps),
+                 hs.integers(1, 5000).map(lambda depth: "{\"a\": " + "[" * depth)),
+       hs.booleans())
+def test_any_runtime_env_is_a_mapping_or_one_line(value: str, as_file: bool) -> None:
+    if "\x00" in value:
+        return
+    loaded = _one_line_or_ok(lambda: load_runtime_env(value))
+    assert loaded is None or (isinstance(loaded, dict) and loaded)

@@ -48,13 +48,21 @@ def locations(space: Space, workdir: Path, storage: str | None = None,
                      best_folder=workdir / "best", workdir=workdir)
 
 
+# what is left to mask when a URL does not parse: user:PASSWORD@ after "//", and the values of
+# secret-looking query keys
+_USERINFO = re.compile(r"(//[^/@:]*:)[^/@]*@")
+_SECRET_VALUE = re.compile(r"([?&;][^=&;#]*(?:" + "|".join(SECRET_QUERY_KEYS) + r")[^=&;#]*=)"
+                           r"[^&;#]*", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
     """The URL fit to print, log or record in MLflow: a password in it (user:PASSWORD@host) and
-    query values that look secret (?password=, ?token=) replaced by ***."""
+    query values that look secret (?password=, ?token=) replaced by ***; also in a URL that
+    does not parse (a malformed IPv6 host, no scheme)."""
     try:
         parts = urllib.parse.urlsplit(url)
-    except ValueError:  # unparsable (a malformed IPv6 host): mask what could be a password
-        return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)[:300]
+    except ValueError:  # unparsable: mask by pattern what could be a secret
+        return _SECRET_VALUE.sub(r"\1***", _USERINFO.sub(r"\1***@", url))[:300]
     netloc = parts.netloc
     userinfo, at, hostport = netloc.rpartition("@")
     if at and ":" in userinfo:
@@ -62,9 +70,11 @@ def redact(url: str) -> str:
     query = "&".join(
         f"{key}=***" if any(word in key.lower() for word in SECRET_QUERY_KEYS) else f"{key}={value}"
         for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+    shown = url if netloc == parts.netloc and query == parts.query else \
+        urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+    if not parts.scheme or not parts.netloc:  # e.g. "://user:pw@host": no netloc was parsed
+        shown = _SECRET_VALUE.sub(r"\1***", _USERINFO.sub(r"\1***@", shown))
+    return shown
 
 
 def check_storage_url(url: str) -> None:
