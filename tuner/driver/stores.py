@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,9 +126,11 @@ def _check_writable_folder(folder: Path, flag: str) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(f"{flag}: {existing} is a file, not a folder; give a folder path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag}: cannot create {folder}: {existing} is not writable; "
-                        "give a folder you can write")
+    try:  # a real try, not os.access: root "may write" /proc, where nothing can be made
+        os.rmdir(tempfile.mkdtemp(prefix=".tuner-probe-", dir=existing))
+    except OSError as error:
+        raise UserError(f"{flag}: cannot create {folder}: {existing} is not writable "
+                        f"({error.strerror or error}); give a folder you can write") from None
 
 
 def preflight_database(url: str, flag: str) -> None:
