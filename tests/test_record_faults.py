@@ -75,6 +75,19 @@ def test_a_lock_held_past_the_busy_timeout_is_waited_out(tmp_path: Path, patienc
     assert len(said) == 2  # one line for the outage, one for its end
 
 
+def test_calls_through_optunas_cache_are_patient_too(tmp_path: Path, patience: None) -> None:
+    """`study.ask()` and `suggest` reach the storage by private names (`_create_new_trial`,
+    `_set_trial_param`) through Optuna's cache: they wait out a lock as well."""
+    said: list[str] = []
+    storage, _ = _storage(f"sqlite:///{tmp_path / 'study.db'}", said)
+    study = optuna.load_study(study_name="faults", storage=storage)
+    other = _lock(tmp_path / "study.db")
+    _later(3, lambda: other.execute("COMMIT"))
+    trial = study.ask()
+    trial.suggest_int("batch_size", 8, 64)
+    assert len(study.get_trials()) == 2 and said[0].startswith("warning: the study storage")
+
+
 def test_a_lock_held_past_the_patience_is_one_line(tmp_path: Path, patience: None,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     said: list[str] = []
