@@ -207,30 +207,36 @@ def test_a_full_disk_is_waited_out_when_space_comes_back(small_volume: Path,
     assert said[-1].startswith("the study storage answers again")
 
 
-def test_a_postgres_restart_is_reconnected(patience: None) -> None:
-    """The server stops (its pooled connections die with it) and starts again on its port."""
+@pytest.fixture
+def server() -> Iterator[Postgres]:
+    """A PostgreSQL server of this test's own (it is stopped and started under the test)."""
     if postgres_bin() is None:
         pytest.skip("no PostgreSQL server binaries (apt-get install postgresql; .ci/run does)")
-    server = Postgres()
-    server.start()
+    started = Postgres()
+    started.start()
     try:
-        said: list[str] = []
-        storage, trial_id = _storage(server.url, said)
-        storage.set_trial_user_attr(trial_id, "before", 1)  # a pooled connection now exists
-        server.pause()
-        _later(3, server.resume)
-        storage.set_trial_user_attr(trial_id, "after", 1)
-        assert storage.get_trial(trial_id).user_attrs == {"before": 1, "after": 1}
-        assert said and said[0].startswith("warning: the study storage is failing ("), said
-        assert said[-1].startswith("the study storage answers again")
-        lines = len(said)
-        server.pause()  # the pool's connections are dead again; the server is back at once
-        server.resume()
-        storage.set_trial_user_attr(trial_id, "pinged", 1)  # pre-ping: no error, no wait
-        assert storage.get_trial(trial_id).user_attrs["pinged"] == 1
-        assert len(said) == lines, said[lines:]
+        yield started
     finally:
-        server.stop()
+        started.stop()
+
+
+def test_a_postgres_restart_is_reconnected(server: Postgres, patience: None) -> None:
+    """The server stops (its pooled connections die with it) and starts again on its port."""
+    said: list[str] = []
+    storage, trial_id = _storage(server.url, said)
+    storage.set_trial_user_attr(trial_id, "before", 1)  # a pooled connection now exists
+    server.pause()
+    _later(3, server.resume)
+    storage.set_trial_user_attr(trial_id, "after", 1)
+    assert storage.get_trial(trial_id).user_attrs == {"before": 1, "after": 1}
+    assert said and said[0].startswith("warning: the study storage is failing ("), said
+    assert said[-1].startswith("the study storage answers again")
+    lines = len(said)
+    server.pause()  # the pool's connections are dead again; the server is back at once
+    server.resume()
+    storage.set_trial_user_attr(trial_id, "pinged", 1)  # pre-ping: no error, no wait
+    assert storage.get_trial(trial_id).user_attrs["pinged"] == 1
+    assert len(said) == lines, said[lines:]
 
 
 SEARCH_SPACE = """
@@ -294,24 +300,18 @@ def test_a_disk_full_under_a_search_stops_it_in_one_line_and_the_next_runs_it(
 
 
 @pytest.mark.slow
-def test_a_postgres_restart_under_a_search_loses_nothing(tmp_path: Path) -> None:
-    if postgres_bin() is None:
-        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql; .ci/run does)")
-    server = Postgres()
-    server.start()
-    try:
-        search = _search(tmp_path, "restarted", server.url, retry_s="120")
-        _until_started(search)
-        server.pause()
-        time.sleep(4)  # past the 1-s heartbeat: beats and the stale check meet a dead server
-        server.resume()
-        out, err = search.communicate(timeout=180)
-        assert search.returncode == 0, err
-        assert "Traceback" not in err and server.password not in out + err
-        assert "warning: heartbeats cannot be written (OperationalError: " in out
-        assert "heartbeats are written again" in out
-        assert "trial 0 ok: " in out
-        trials = optuna.load_study(study_name="restarted", storage=server.url).get_trials()
-        assert [trial.state for trial in trials] == [optuna.trial.TrialState.COMPLETE]
-    finally:
-        server.stop()
+def test_a_postgres_restart_under_a_search_loses_nothing(tmp_path: Path,
+                                                        server: Postgres) -> None:
+    search = _search(tmp_path, "restarted", server.url, retry_s="120")
+    _until_started(search)
+    server.pause()
+    time.sleep(4)  # past the 1-s heartbeat: beats and the stale check meet a dead server
+    server.resume()
+    out, err = search.communicate(timeout=180)
+    assert search.returncode == 0, err
+    assert "Traceback" not in err and server.password not in out + err
+    assert "warning: heartbeats cannot be written (OperationalError: " in out
+    assert "heartbeats are written again" in out
+    assert "trial 0 ok: " in out
+    trials = optuna.load_study(study_name="restarted", storage=server.url).get_trials()
+    assert [trial.state for trial in trials] == [optuna.trial.TrialState.COMPLETE]
