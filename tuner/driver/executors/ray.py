@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import os
 import re
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -94,7 +95,6 @@ class RayExecutor(Executor):
         self.address = address
         self.runtime_env = runtime_env
         self.say = say
-        self._overruled = None if address else _local_ray_environment()
         self._given: list[Submitted] = []  # given to Ray, not yet collected
         self._owns_ray = False
         self._loopback = False  # the local Ray of its own, listening on loopback only
@@ -102,11 +102,13 @@ class RayExecutor(Executor):
 
     @property
     def shares_this_host(self) -> bool:
-        import ray
-
-        return self.address is None and not ray.is_initialized()
+        ray = sys.modules.get("ray")  # not imported here: start() sets Ray's switches first
+        return self.address is None and not (ray is not None and ray.is_initialized())
 
     def start(self) -> None:
+        ray_loaded = sys.modules.get("ray")
+        overruled = (_local_ray_environment() if not self.address and not (
+            ray_loaded is not None and ray_loaded.is_initialized()) else None)
         import ray
 
         from tuner.node.supervisor import run_trial_process
@@ -117,8 +119,8 @@ class RayExecutor(Executor):
             if self.address:
                 cluster.check_address(self.address)
             _absolute_pythonpath()  # local workers inherit it, from another working directory
-            if self._overruled:
-                self.say(self._overruled)
+            if overruled:
+                self.say(overruled)
             try:
                 ray.init(address=self.address, runtime_env=self.runtime_env,
                          include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
