@@ -130,8 +130,13 @@ def test_guard_rejects_fp16_underflow_and_never_reports_it_best(ray_local, workd
     assert bf16.constraints[st.CONSTRAINT] <= 0, bf16.user_attrs
     assert "REJECTED" in out and "guard loss" in fp16.user_attrs[st.REASON]
     assert _study(workdir, "guard_demo").best_trial.number != fp16.number
-    best = yaml.safe_load((workdir / "best" / "guard_demo.yaml").read_text())
-    assert best["trial"] != fp16.number
+    steady = [t for t in (trials["fp32"], bf16) if not t.user_attrs[st.METRICS].get("noisy")]
+    best_file = workdir / "best" / "guard_demo.yaml"
+    if steady:  # a noisy trial is never ranked: on a busy machine both may be, then no best
+        best = yaml.safe_load(best_file.read_text())
+        assert best["trial"] != fp16.number
+    else:
+        assert not best_file.exists()
 
     _, children = _runs(workdir, "guard_demo")
     verdicts = {r.data.params["dtype"]: r.data.tags["tuner.verdict"] for r in children}
