@@ -73,9 +73,9 @@ def redact(url: str) -> str:
         for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
     shown = url if netloc == parts.netloc and query == parts.query else \
         urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
-    if not parts.scheme or not parts.netloc:  # e.g. "://user:pw@host": no netloc was parsed
-        shown = _SECRET_VALUE.sub(r"\1***", _USERINFO.sub(r"\1***@", shown))
-    return shown
+    # and by pattern what parsing did not see (no scheme, "://user:pw@host"; a "?password="
+    # after a "#"); idempotent on what is masked already
+    return _SECRET_VALUE.sub(r"\1***", _USERINFO.sub(r"\1***@", shown))
 
 
 def check_storage_url(url: str) -> None:
