@@ -1,4 +1,4 @@
-"""Command line: `tuner search`, `tuner best`, `tuner validate`.
+"""Command line: `tuner search`, `best`, `validate`, `nightly`, `doctor`, `launch`, `export`.
 
 Bad input prints one line naming the file or flag, the field and the fix, exits with code 2,
 and creates nothing: every check runs before any storage, MLflow store or Ray is touched.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -72,6 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     best.add_argument("--top", type=_positive_int, default=10, help="rows in the table")
 
     commands.add_parser("doctor", help="what this machine has, and which knob choices it can run")
+
+    launch = commands.add_parser(
+        "launch", help="run your own command as the best config's trial ran: its preloads, "
+        "OMP/KMP variables, threads, cores and numactl")
+    launch.add_argument("config", type=Path, help="best-config file (tuner-runs/best/STUDY.yaml)")
+    launch.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                        help="the command to run, after --")
+
+    export = commands.add_parser("export", help="print the best config's process settings for "
+                                 "a launcher of your own")
+    export.add_argument("config", type=Path, help="best-config file (tuner-runs/best/STUDY.yaml)")
+    export.add_argument("--to", choices=("env", "shell", "run_cpu"), default="shell",
+                        help="env: KEY=VALUE lines; shell: lines to source; run_cpu: a "
+                        "torch.backends.xeon.run_cpu command line (default: shell)")
 
     validate = commands.add_parser("validate", help="check a space file without running it")
     validate.add_argument("space", help="search-space YAML file")
@@ -276,8 +292,46 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from tuner.node import launch as ln
+
+    job = args.job[1:] if args.job[:1] == ["--"] else args.job
+    if not job:
+        raise UserError("launch: give the command to run after --, e.g. tuner launch "
+                        "tuner-runs/best/cpu_train.yaml -- python train.py")
+    half = ln.process_half(ln.read_config(args.config), dict(os.environ))
+    if shutil.which(job[0]) is None:
+        raise UserError(f"launch: cannot run {job[0]!r}: no such program on PATH")
+    print(f"tuner launch: {ln.describe(half)}", file=sys.stderr)
+    if half.cores is not None:
+        os.sched_setaffinity(0, half.cores)  # kept by the command exec'd below
+    argv = half.prefix + job
+    try:
+        os.execvpe(argv[0], argv, ln.launch_env(half, dict(os.environ), args.config))
+    except OSError as error:
+        raise UserError(f"launch: cannot run {argv[0]!r}: {error.strerror or error}") from None
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tuner.node import launch as ln
+
+    half = ln.process_half(ln.read_config(args.config), dict(os.environ))
+    if args.to == "run_cpu":
+        command, caveats = ln.run_cpu_command(half)
+        lines = [shlex.join(command) + " YOUR_SCRIPT.py"] + [f"# {c}" for c in caveats]
+    else:
+        lines = ln.export_lines(half, args.to)
+    lines += [f"# {note}" for note in half.notes]
+    inside = " ".join(f"{k}={v}" for k, v in half.in_process().items())
+    if inside:
+        lines.append(f"# inside the job (its own code applies these): {inside}")
+    print("\n".join(lines))
+    return 0
+
+
 COMMANDS = {"search": _cmd_search, "nightly": _cmd_nightly, "best": _cmd_best,
-            "validate": _cmd_validate, "doctor": _cmd_doctor}
+            "validate": _cmd_validate, "doctor": _cmd_doctor, "launch": _cmd_launch,
+            "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
