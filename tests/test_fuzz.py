@@ -99,8 +99,9 @@ def test_cli_gives_exit_2_and_writes_nothing_for_invalid_files(
 
 @fast(300)
 @given(hs.lists(hs.one_of(
-    hs.sampled_from(["search", "best", "validate", "export", "--to", "run_cpu", "--space", "--trials", "--timeout", "--study",
-                     "--storage", "--workdir", "--tracking-uri", "--ray-address", "--set",
+    hs.sampled_from(["search", "best", "validate", "export", "--to", "run_cpu", "--space",
+                     "--trials", "--timeout", "--study", "--storage", "--workdir",
+                     "--tracking-uri", "--ray-address", "--set",
                      "--top", "-h", "0", "-1", "1e9", "nan", "x=1", "sqlite://", "a:b",
                      "postgresql://nobody@127.0.0.1:9/x", "http://127.0.0.1:9", "127.0.0.1:9"]),
     hs.text(max_size=20)), max_size=6))
