@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from tuner.errors import UserError, show
-from tuner.knobs import REGISTRY, active_values
+from tuner.config_file import CONFIG_ENV, read_config
+from tuner.knobs import REGISTRY
 from tuner.node.supervisor import INHERITED_VARS_REMOVED
 
-CONFIG_ENV = "TUNER_CONFIG"  # the config file a launched job runs under (for the job to read)
+__all__ = ["CONFIG_ENV", "ProcessHalf", "describe", "export_lines", "launch_env",
+           "process_half", "read_config", "run_cpu_command"]
 
 
 @dataclass
@@ -43,34 +42,6 @@ class ProcessHalf:
 
 # knobs that act only on how the process starts (the rest act inside it)
 PROCESS_LEVEL = ("allocator", "omp_runtime", "affinity", "numa")
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    """The knobs of a best-config file (`tuner search` writes it), checked as a space checks
-    them; anything else is one line naming the file and the fix."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot read it: {getattr(error, 'strerror', None) or error}; "
-                        "give a best-config file (tuner-runs/best/STUDY.yaml)") from None
-    except yaml.YAMLError as error:
-        first = (str(error).strip().splitlines() or [""])[0][:160]
-        raise UserError(f"{path}: not YAML ({first}); give a best-config file") from None
-    knobs = data.get("knobs") if isinstance(data, dict) else None
-    if not isinstance(knobs, dict):
-        raise UserError(f"{path}: knobs: missing; a best-config file holds the found config "
-                        "under `knobs:` (tuner-runs/best/STUDY.yaml)")
-    checked: dict[str, Any] = {}
-    for name, value in knobs.items():
-        knob = REGISTRY.get(str(name))
-        if knob is None:
-            raise UserError(f"{path}: knobs.{show(name)}: unknown knob; known: "
-                            f"{', '.join(REGISTRY)}")
-        try:
-            checked[knob.name] = knob.check_choice(value)
-        except ValueError as error:
-            raise UserError(f"{path}: knobs.{knob.name}: {error}") from None
-    return active_values(checked)
 
 
 def process_half(knobs: dict[str, Any], inherited: dict[str, str]) -> ProcessHalf:
