@@ -29,14 +29,19 @@ def read_config(path: Path) -> dict[str, Any]:
     if not isinstance(knobs, dict):
         raise UserError(f"{path}: knobs: missing; a best-config file holds the found config "
                         "under `knobs:` (tuner-runs/best/STUDY.yaml)")
+    return check_knobs(knobs, str(path))
+
+
+def check_knobs(knobs: dict[Any, Any], source: str = "config") -> dict[str, Any]:
+    """Each knob known and each choice one it allows, normalised; inactive ones dropped."""
     checked: dict[str, Any] = {}
     for name, value in knobs.items():
         knob = REGISTRY.get(str(name))
         if knob is None:
-            raise UserError(f"{path}: knobs.{show(name)}: unknown knob; known: "
+            raise UserError(f"{source}: knobs.{show(name)}: unknown knob; known: "
                             f"{', '.join(REGISTRY)}")
         try:
             checked[knob.name] = knob.check_choice(value)
         except ValueError as error:
-            raise UserError(f"{path}: knobs.{knob.name}: {error}") from None
+            raise UserError(f"{source}: knobs.{knob.name}: {error}") from None
     return active_values(checked)

@@ -57,7 +57,7 @@ class TrainRun:
 
             dtype = torch.bfloat16 if setup.autocast_dtype == "bfloat16" else None
             model, self.optimizer = ipex.optimize(model, optimizer=self.optimizer, dtype=dtype)
-        _register_compile_backend(setup)
+        register_compile_backend(setup)
         self.model = model
         self.compiled = setup.compile_options is not None
         self.forward = (torch.compile(model, **setup.compile_options)
@@ -76,7 +76,7 @@ class TrainRun:
         targets = targets.to(self.setup.device, non_blocking=self.setup.non_blocking)
         if self.setup.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with _autocast(self.setup):
+        with autocast(self.setup):
             loss = self.workload.loss(self.forward(inputs), targets)
         self.optimizer.zero_grad(set_to_none=True)
         weighted = loss * self.loss_weight if self.loss_weight != 1.0 else loss
@@ -123,7 +123,7 @@ class InferRun:
 
             dtype = torch.bfloat16 if setup.autocast_dtype == "bfloat16" else None
             model = ipex.optimize(model, dtype=dtype)
-        _register_compile_backend(setup)
+        register_compile_backend(setup)
         options = setup.compile_options
         if setup.quantize == "static_int8":
             # PT2E's int8 kernels come from inductor's lowering (weights prepacked by freezing).
@@ -150,7 +150,7 @@ class InferRun:
             return self.forward(inputs)
         if self.setup.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), _autocast(self.setup):
+        with torch.inference_mode(), autocast(self.setup):
             return self.forward(inputs)
 
     def step(self, batch: Any) -> torch.Tensor:
@@ -190,13 +190,13 @@ def synchronize(setup: RunSetup) -> None:
         torch.cuda.synchronize()
 
 
-def _register_compile_backend(setup: RunSetup) -> None:
+def register_compile_backend(setup: RunSetup) -> None:
     """torch.compile(backend="ipex") exists once IPEX is imported."""
     if (setup.compile_options or {}).get("backend") == "ipex":
         import intel_extension_for_pytorch  # noqa: F401
 
 
-def _autocast(setup: RunSetup) -> contextlib.AbstractContextManager[Any]:
+def autocast(setup: RunSetup) -> contextlib.AbstractContextManager[Any]:
     if setup.autocast_dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type(setup), dtype=getattr(torch, setup.autocast_dtype))

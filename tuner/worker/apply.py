@@ -1,0 +1,149 @@
+"""Apply a found config inside your own job, in a few calls around your own loop:
+
+    from tuner.worker.apply import Tuned
+
+    tuned = Tuned.load()                        # TUNER_CONFIG (tuner launch sets it), else none
+    model, optimizer = tuned.model(model, optimizer)   # device, channels_last, IPEX, compile
+    loader = tuned.loader(dataset, shuffle=True, collate_fn=collate)   # your own arguments
+    for batch in loader:
+        batch = tuned.to_device(batch)          # tensors nested in dicts, tuples, lists
+        with tuned.autocast():
+            loss = model(**batch).loss
+        tuned.backward(loss)                    # scaled when fp16 needs gradient scaling
+        tuned.step(optimizer, max_grad_norm=1.0)   # unscale, clip, step, update
+
+With no config the same code changes nothing: the model and loader arguments stay yours,
+autocast is off, batches stay where they are. The knobs act through the same `RunSetup` and
+runner helpers as a trial's own steps, so the applied config is the measured one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from tuner.config_file import CONFIG_ENV, check_knobs, read_config
+from tuner.knobs import REGISTRY, RunSetup
+from tuner.worker import runner
+
+# loader knob -> DataLoader argument it sets (only when the config holds the knob)
+_LOADER_ARGS = {"batch_size": "batch_size", "num_workers": "num_workers",
+                "prefetch_factor": "prefetch_factor", "persistent_workers": "persistent_workers",
+                "pin_memory": "pin_memory"}
+
+
+class Tuned:
+    """A config applied to your objects. `knobs`: a best config's knobs (or a trial's)."""
+
+    def __init__(self, knobs: Mapping[str, Any] | None = None) -> None:
+        self.knobs = check_knobs(dict(knobs or {}))
+        self.setup = RunSetup(device="cpu")
+        for name in REGISTRY:  # the registry's order, as a trial applies them
+            if name in self.knobs:
+                REGISTRY[name].apply(self.knobs[name], self.setup)
+        self.scaler = (torch.amp.GradScaler(runner.device_type(self.setup))
+                       if self.setup.grad_scaling else None)
+        runner.configure_backends(self.setup)
+        if self.setup.interop_threads is not None:
+            torch.set_num_interop_threads(self.setup.interop_threads)
+        if self.setup.intra_op_threads is not None:
+            torch.set_num_threads(self.setup.intra_op_threads)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Tuned:
+        """The config at `path`, else at TUNER_CONFIG, else none (nothing changes)."""
+        chosen = path or os.environ.get(CONFIG_ENV)
+        return cls(read_config(Path(chosen)) if chosen else None)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.setup.device)
+
+    def model(self, model: torch.nn.Module, optimizer: Any = None) -> Any:
+        """The model on the config's device and layout, IPEX-optimized (with its optimizer)
+        and compiled as the config says; returns the model, or (model, optimizer)."""
+        model = model.to(self.setup.device)
+        if self.setup.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.setup.ipex_optimize:
+            import intel_extension_for_pytorch as ipex
+
+            dtype = torch.bfloat16 if self.setup.autocast_dtype == "bfloat16" else None
+            if optimizer is None:
+                model = ipex.optimize(model, dtype=dtype)
+            else:
+                model, optimizer = ipex.optimize(model, optimizer=optimizer, dtype=dtype)
+        if self.setup.compile_options is not None:
+            runner.register_compile_backend(self.setup)
+            model = torch.compile(model, **self.setup.compile_options)  # type: ignore[assignment]
+        return model if optimizer is None else (model, optimizer)
+
+    def loader(self, dataset: Any, **arguments: Any) -> DataLoader:
+        """A DataLoader of your dataset with your arguments (collate_fn, shuffle, sampler ...),
+        the config's loader knobs taking the place of theirs."""
+        for knob, argument in _LOADER_ARGS.items():
+            if knob in self.knobs:
+                arguments[argument] = getattr(self.setup, knob)
+        if arguments.get("pin_memory") and runner.device_type(self.setup) != "cuda":
+            arguments["pin_memory"] = False  # nothing to pin for on a CPU run
+        if not arguments.get("num_workers"):  # torch refuses worker options without workers
+            arguments.pop("prefetch_factor", None)
+            arguments.pop("persistent_workers", None)
+        return DataLoader(dataset, **arguments)
+
+    def to_device(self, batch: Any) -> Any:
+        """The batch on the config's device: tensors anywhere in dicts, lists and tuples
+        (named tuples too) moved, image batches (4-D) in channels_last when the config says."""
+        if isinstance(batch, torch.Tensor):
+            moved = batch.to(self.setup.device, non_blocking=self.setup.non_blocking)
+            if self.setup.channels_last and moved.dim() == 4 and moved.is_floating_point():
+                moved = moved.contiguous(memory_format=torch.channels_last)
+            return moved
+        if isinstance(batch, Mapping):  # dict, OrderedDict, a tokenizer's BatchEncoding
+            fields = {key: self.to_device(value) for key, value in batch.items()}
+            try:
+                return type(batch)(fields)  # type: ignore[call-arg]
+            except TypeError:  # a mapping type that cannot be built from a dict
+                return fields
+        if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a named tuple
+            return type(batch)(*(self.to_device(value) for value in batch))
+        if isinstance(batch, list | tuple):
+            return type(batch)(self.to_device(value) for value in batch)
+        return batch
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The config's autocast (bf16/fp16), or a context that does nothing."""
+        return runner.autocast(self.setup)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """`loss.backward()`, scaled first when fp16 needs gradient scaling (accumulate by
+        calling it again before `step`)."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def step(self, *optimizers: Any, max_grad_norm: float | None = None,
+             parameters: Iterable[torch.Tensor] | None = None) -> None:
+        """Each optimizer's step (and zero_grad), gradients unscaled and clipped to
+        `max_grad_norm` first when asked (`parameters`: what to clip; default: every
+        parameter the optimizers hold); the scaler updated once for all of them."""
+        if max_grad_norm is not None:
+            if self.scaler is not None:
+                for optimizer in optimizers:
+                    self.scaler.unscale_(optimizer)
+            clipped = list(parameters) if parameters is not None else [
+                p for optimizer in optimizers for group in optimizer.param_groups
+                for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(clipped, max_grad_norm)
+        for optimizer in optimizers:
+            if self.scaler is not None:
+                self.scaler.step(optimizer)
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.update()
