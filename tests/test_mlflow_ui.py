@@ -21,14 +21,14 @@ from services import MlflowServer
 
 from tuner.driver.cli import main
 
-pytestmark = pytest.mark.slow  # whole searches: minutes (the fast tier: -m "not slow")
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
-           "chromium-driver; .ci/run installs them)")
+pytestmark = [
+    pytest.mark.slow,  # a whole search and a browser: minutes (the fast tier: -m "not slow")
+    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                       reason="needs Debian's chromium and chromium-driver (apt-get install "
+                              "chromium chromium-driver; .ci/run installs them)"),
+]
 
 
 @pytest.fixture
