@@ -17,7 +17,7 @@ from typing import Any
 
 from tuner.config_file import CONFIG_ENV, read_config
 from tuner.knobs import REGISTRY
-from tuner.node.supervisor import INHERITED_VARS_REMOVED
+from tuner.node.supervisor import INHERITED_VARS_REMOVED, knob_env
 
 __all__ = ["CONFIG_ENV", "ProcessHalf", "describe", "export_lines", "launch_env",
            "process_half", "read_config", "run_cpu_command"]
@@ -47,12 +47,7 @@ PROCESS_LEVEL = ("allocator", "omp_runtime", "affinity", "numa")
 def process_half(knobs: dict[str, Any], inherited: dict[str, str]) -> ProcessHalf:
     """The variables, cores and prefix of `knobs` on this machine, against the `inherited`
     environment (the supervisor's own composition, so a launched job starts as the trial did)."""
-    explicit: dict[str, str] = {}
-    for name, value in knobs.items():
-        for key, setting in REGISTRY[name].process_env(value, knobs).items():
-            if key == "LD_PRELOAD" and key in explicit:  # an allocator and an OpenMP runtime
-                setting = f"{explicit[key]}:{setting}"
-            explicit[key] = setting
+    explicit = knob_env(knobs)
     unset = sorted(key for key in INHERITED_VARS_REMOVED if key in inherited
                    and key not in explicit)
     usable = sorted(os.sched_getaffinity(0))

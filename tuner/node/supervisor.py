@@ -60,15 +60,21 @@ def trial_env(base: dict[str, str], knobs: dict[str, Any],
     env = {key: value for key, value in base.items()
            if (key in ALLOWED_VARS or key.startswith(ALLOWED_PREFIXES) or key in pass_env)
            and key not in INHERITED_VARS_REMOVED}
+    explicit = knob_env(knobs)
+    env.update(explicit)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env, explicit
+
+
+def knob_env(knobs: dict[str, Any]) -> dict[str, str]:
+    """The variables the knobs set before the process starts (LD_PRELOAD values joined)."""
     explicit: dict[str, str] = {}
     for name, value in knobs.items():
         for key, setting in REGISTRY[name].process_env(value, knobs).items():
             if key == "LD_PRELOAD" and key in explicit:  # an allocator and an OpenMP runtime
                 setting = f"{explicit[key]}:{setting}"
             explicit[key] = setting
-    env.update(explicit)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env, explicit
+    return explicit
 
 
 @dataclass
