@@ -115,3 +115,15 @@ def test_the_run_cpu_options_exist_in_this_torch() -> None:
                             capture_output=True, text=True, timeout=120, check=False).stdout
     for option in (part for part in command if part.startswith("--")):
         assert option in helped, option
+
+
+def test_the_in_process_half_lists_knobs_at_their_default_too() -> None:
+    """A best config of batch 32 in fp32 was measured at batch 32 in fp32: both are said."""
+    from tuner.knobs import REGISTRY
+    from tuner.node.launch import process_half
+
+    knobs = {"batch_size": REGISTRY["batch_size"].default, "dtype": "fp32", "threads": 1,
+             "allocator": "default"}
+    inside = process_half(knobs, {}).in_process()
+    assert inside == {"batch_size": REGISTRY["batch_size"].default, "dtype": "fp32",
+                      "threads": 1}
