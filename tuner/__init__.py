@@ -9,4 +9,16 @@ The modules at this level are their shared vocabulary: the trial contract (`tria
 the knob and workload registries, the metric registry, step statistics, the progress file.
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["Tuned"]
+
+
+def __getattr__(name: str) -> Any:
+    """`from tuner import Tuned`, without importing torch for the driver's `import tuner`."""
+    if name == "Tuned":
+        from tuner.worker.apply import Tuned
+
+        return Tuned
+    raise AttributeError(f"module 'tuner' has no attribute {name!r}")

@@ -52,10 +52,16 @@ class GuardSettings:
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """Which workload to build in the trial process: a built-in name or `package.module:factory`."""
+    """What the trial process runs: a workload object (a built-in name or
+    `package.module:factory`), or the user's own job (`job`: "function", `name` =
+    `package.module:function`, called with `options`; "script", `name` = its absolute path, run
+    as __main__ with `args`) whose loop `tuner.Tuned.steps` marks."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    job: str = ""  # "" (a workload object), "function" or "script"
+    args: list[str] = field(default_factory=list)  # a script's command line
+    scenario: str = "train"  # a job's: train (it reports its loss) or infer (its quality)
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.utils.data import DataLoader
 
 from tuner.config_file import CONFIG_ENV, check_knobs, read_config
 from tuner.knobs import REGISTRY, RunSetup
-from tuner.worker import runner
+from tuner.worker import runner, user_job
+
+T = TypeVar("T")
 
 # loader knob -> DataLoader argument it sets (only when the config holds the knob)
 _LOADER_ARGS = {"batch_size": "batch_size", "num_workers": "num_workers",
@@ -41,25 +44,75 @@ _LOADER_ARGS = {"batch_size": "batch_size", "num_workers": "num_workers",
 class Tuned:
     """A config applied to your objects. `knobs`: a best config's knobs (or a trial's)."""
 
-    def __init__(self, knobs: Mapping[str, Any] | None = None) -> None:
-        self.knobs = check_knobs(dict(knobs or {}))
-        self.setup = RunSetup(device="cpu")
-        for name in REGISTRY:  # the registry's order, as a trial applies them
-            if name in self.knobs:
-                REGISTRY[name].apply(self.knobs[name], self.setup)
+    def __init__(self, knobs: Mapping[str, Any] | None = None,
+                 session: user_job.Session | None = None) -> None:
+        self.session = session
+        if session is not None:  # inside a trial: its knobs, already applied to the process
+            self.knobs = dict(session.config.knobs)
+            self.setup = session.setup
+        else:
+            self.knobs = check_knobs(dict(knobs or {}))
+            self.setup = RunSetup(device="cpu")
+            for name in REGISTRY:  # the registry's order, as a trial applies them
+                if name in self.knobs:
+                    REGISTRY[name].apply(self.knobs[name], self.setup)
+            _set_threads(self.setup)
         self.scaler = (torch.amp.GradScaler(runner.device_type(self.setup))
                        if self.setup.grad_scaling else None)
         runner.configure_backends(self.setup)
-        if self.setup.interop_threads is not None:
-            torch.set_num_interop_threads(self.setup.interop_threads)
-        if self.setup.intra_op_threads is not None:
-            torch.set_num_threads(self.setup.intra_op_threads)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Tuned:
-        """The config at `path`, else at TUNER_CONFIG, else none (nothing changes)."""
+        """Inside a search's trial, the trial's config; else the config at `path`, else at
+        TUNER_CONFIG (`tuner launch` sets it), else none (then nothing changes)."""
+        session = user_job.active()
+        if session is not None:
+            return cls(session=session)
         chosen = path or os.environ.get(CONFIG_ENV)
         return cls(read_config(Path(chosen)) if chosen else None)
+
+    @property
+    def in_search(self) -> bool:
+        """Whether this job runs as a search's trial (its end may come at any marked step)."""
+        return self.session is not None
+
+    def steps(self, batches: Iterable[T], every: int = 1) -> Iterator[T]:
+        """Your loop's batches: `for batch in tuned.steps(loader):`. Outside a search, exactly
+        `batches`. In a search's trial, each `every` batches are one timed step (with gradient
+        accumulation, the batches of one optimizer step), fetching included, as in the tuner's
+        own loop; work between epochs counts in the step after it. When the measurement is
+        done the job ends at the next step (`MeasurementDone`, a BaseException: let it pass)."""
+        session = self.session
+        if session is None:
+            yield from batches
+            return
+        if every < 1:
+            raise ValueError(f"tuned.steps: every must be 1 or more, got {every}")
+        iterator = iter(batches)
+        index = 0
+        while True:
+            if index % every == 0:
+                session.before_step()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            if index == 0:
+                session.saw(batch, every)
+            index += 1
+            yield batch
+
+    def report(self, loss: Any = None, quality: Any = None) -> None:
+        """The figure the accuracy guard compares, once per step: a training job's loss (a
+        tensor or a number), or an inference job's quality (higher is better). Read only on
+        the guard's run of the job; outside a search it does nothing."""
+        if self.session is None or not self.session.guard:
+            return
+        value = loss if loss is not None else quality
+        if value is None:
+            raise ValueError("tuned.report: give loss=... (training) or quality=... (inference)")
+        self.session.report(float(value.detach()) if isinstance(value, torch.Tensor)
+                            else float(value))
 
     @property
     def device(self) -> torch.device:
@@ -87,9 +140,10 @@ class Tuned:
     def loader(self, dataset: Any, **arguments: Any) -> DataLoader:
         """A DataLoader of your dataset with your arguments (collate_fn, shuffle, sampler ...),
         the config's loader knobs taking the place of theirs."""
+        guard = self.session is not None and self.session.guard
         for knob, argument in _LOADER_ARGS.items():
-            if knob in self.knobs:
-                arguments[argument] = getattr(self.setup, knob)
+            if knob in self.knobs or (guard and knob in ("batch_size", "num_workers")):
+                arguments[argument] = getattr(self.setup, knob)  # the guard's: fixed
         if arguments.get("pin_memory") and runner.device_type(self.setup) != "cuda":
             arguments["pin_memory"] = False  # nothing to pin for on a CPU run
         if not arguments.get("num_workers"):  # torch refuses worker options without workers
@@ -147,3 +201,19 @@ class Tuned:
             optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.update()
+
+
+def _set_threads(setup: RunSetup) -> None:
+    """The config's thread counts for this process. torch takes the inter-op count once, before
+    any parallel work: a second `Tuned` (or one made late) keeps what the process has, and
+    says so when that differs."""
+    if setup.interop_threads is not None and \
+            torch.get_num_interop_threads() != setup.interop_threads:
+        try:
+            torch.set_num_interop_threads(setup.interop_threads)
+        except RuntimeError:
+            warnings.warn(f"tuner: inter-op threads stay {torch.get_num_interop_threads()} "
+                          f"(the config says {setup.interop_threads}): make the Tuned before "
+                          "any torch work", stacklevel=3)
+    if setup.intra_op_threads is not None:
+        torch.set_num_threads(setup.intra_op_threads)

@@ -10,7 +10,7 @@ import math
 import resource
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,7 @@ class Timing:
     stopped_by_time: bool = False
     pruned: bool = False  # stopped at screening: slower than the search's cut
     stopped_by_deadline: bool = False  # the next step would not have ended before the deadline
+    out_of_data: bool = False  # the caller's loop ended first (a user's own loop)
 
 
 def _past_deadline(timing: Timing, timed_total_s: float, now: float, deadline: float,
@@ -63,7 +64,7 @@ def _past_deadline(timing: Timing, timed_total_s: float, now: float, deadline: f
     return now + pace_s > deadline - reserve_s(timing, pace_s)
 
 
-class _Epochs:
+class Epochs:
     """Batches without end: past the data's end, a new epoch (as a real loop does, inside the
     step's time): measurement by time may take more steps than the data holds."""
 
@@ -79,6 +80,11 @@ class _Epochs:
             return next(self.iterator)
 
 
+class OutOfData(Exception):
+    """Thrown into `step_clock` when the caller's loop has no more batches (a user's own loop
+    ended before the measurement did): it stops there with what it timed."""
+
+
 def time_steps(
     batches: Callable[[], Iterator[Any]],
     step: Callable[[Any], Any],
@@ -90,39 +96,74 @@ def time_steps(
     reserve_s: Callable[[Timing, float], float] = lambda timing, pace_s: 0.0,
     on_step: Callable[[str, float], None] = lambda kind, seconds: None,
 ) -> Timing:
-    """Warm-up steps, then timed steps until `timed_steps` or `max_timed_s` (at least
-    `min_timed_steps`). Each step's time runs from the end of the previous step, so fetching the
-    batch from the loader is inside it, as in a real training loop. `synchronize` waits for the
-    device before each clock reading (a GPU step returns while its kernels still run).
+    """`step_clock` driving `step` over `batches` (past the data's end, another epoch).
+    Fetching the batch from the loader is inside the step's time, as in a real training
+    loop."""
+    started = clock()
+    data = Epochs(batches)
+    loader_start_s = clock() - started
+    timing = drive(step_clock(settings, synchronize, clock, stop_above_step_s, deadline,
+                              reserve_s, on_step), lambda: step(data.next()))
+    timing.loader_start_s = loader_start_s
+    return timing
+
+
+def drive(clock: Generator[None, None, Any], step: Callable[[], Any]) -> Any:
+    """Run `step` each time `clock` asks for one; what the clock returns at its end."""
+    while True:
+        try:
+            next(clock)
+        except StopIteration as end:
+            return end.value
+        step()
+
+
+def step_clock(
+    settings: MeasureSettings,
+    synchronize: Callable[[], None] = lambda: None,
+    clock: Callable[[], float] = time.perf_counter,
+    stop_above_step_s: float = math.inf,
+    deadline: float = math.inf,
+    reserve_s: Callable[[Timing, float], float] = lambda timing, pace_s: 0.0,
+    on_step: Callable[[str, float], None] = lambda kind, seconds: None,
+) -> Generator[None, None, Timing]:
+    """Yields before each step, the caller runs one step (its batch fetched inside it) and
+    resumes it; returns the Timing. A generator, so that the tuner's own loop (`drive`) and a
+    user's loop (`tuner.worker.user_job`) are timed by the same rules:
+    warm-up steps, then timed steps until `timed_steps` or `max_timed_s` (at least
+    `min_timed_steps`). Each step's time runs from the end of the previous step. `synchronize`
+    waits for the device before each clock reading (a GPU step returns while its kernels
+    still run).
     Screening: once `screen_s` of steps are timed (and at least `min_timed_steps`), a median
     step slower than `stop_above_step_s` ends the timing there, `pruned`.
     Deadline (`clock` time): once a step is timed, no step starts that would, at the mean pace
     so far, end later than `deadline` minus `reserve_s(timing, pace_s)` (the time the trial
     still needs after timing, e.g. its guard): it stops there, `stopped_by_deadline`, instead
     of being killed with nothing. `on_step(kind, seconds)` sees every step as it is timed.
-    What runs between two timed steps is counted in the next one: it must stay O(1)."""
+    What runs between two timed steps is counted in the next one: it must stay O(1).
+    `OutOfData` thrown in ends it with what it has, `out_of_data`."""
     timing = Timing()
-    started = clock()
-    data = _Epochs(batches)
-    timing.loader_start_s = clock() - started
     last = clock()
-    for _ in range(settings.warmup_steps):
-        step(data.next())
-        synchronize()
-        now = clock()
-        timing.warmup_times_s.append(now - last)
-        on_step("warmup", now - last)
-        last = now
     timed_start = last
     screened = settings.screen_s <= 0 or math.isinf(stop_above_step_s)
     timed_total_s = 0.0  # a running sum: the pace check costs O(1) between timed steps
     while len(timing.step_times_s) < settings.timed_steps:
-        if _past_deadline(timing, timed_total_s, last, deadline, reserve_s):
+        warming = len(timing.warmup_times_s) < settings.warmup_steps
+        if not warming and _past_deadline(timing, timed_total_s, last, deadline, reserve_s):
             timing.stopped_by_deadline = True
             break
-        step(data.next())
+        try:
+            yield
+        except OutOfData:
+            timing.out_of_data = True
+            break
         synchronize()
         now = clock()
+        if warming:
+            timing.warmup_times_s.append(now - last)
+            on_step("warmup", now - last)
+            last = timed_start = now
+            continue
         timing.step_times_s.append(now - last)
         timed_total_s += now - last
         on_step("timed", now - last)

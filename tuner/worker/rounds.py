@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +37,29 @@ class Timed:
 
 
 def measure_rounds(config: TrialConfig, setup: Any, run: Run, log: pg.ProgressLog,
-             build_s: float) -> Timed:
-    stop_above_step_s = (setup.batch_size / config.stop_below if config.stop_below > 0
+                   build_s: float) -> Timed:
+    """The tuner's own loop over `run`'s batches (another epoch past the data's end)."""
+    from tuner.worker import measure
+
+    data = measure.Epochs(run.batches)
+    return measure.drive(timed_rounds(config, setup.batch_size, run.synchronize, run.compiled,
+                                      log, build_s), lambda: run.step(data.next()))
+
+
+def timed_rounds(config: TrialConfig, batch_size: int, synchronize: Any, compiled: bool,
+                 log: pg.ProgressLog, build_s: float) -> Generator[None, None, Timed]:
+    """The measurement as a step clock (`measure.step_clock`): yields before each step, for
+    the tuner's loop or a user's own (`tuner.worker.user_job`) to run one."""
+    stop_above_step_s = (batch_size / config.stop_below if config.stop_below > 0
                          else math.inf)
-    reserve_s = _guard_reserve(config, setup.batch_size, build_s, run.compiled)
-    return Timed(*_timed_rounds(run, config, stop_above_step_s, log, _deadline(config),
-                                 reserve_s, build_s))
+    reserve_s = _guard_reserve(config, batch_size, build_s, compiled)
+    rounds = yield from _timed_rounds(synchronize, config, stop_above_step_s, log,
+                                      _deadline(config), reserve_s, build_s)
+    return Timed(*rounds)
+
+
+class NoTimedStep(ValueError):
+    """The loop ended (out of data) before one step was timed."""
 
 
 def _deadline(config: TrialConfig) -> float:
@@ -70,19 +88,19 @@ def _guard_reserve(config: TrialConfig, batch_size: int, build_s: float,
     return reserve_s
 
 
-def _timed_rounds(run: Any, config: TrialConfig, stop_above_step_s: float,
+def _timed_rounds(synchronize: Any, config: TrialConfig, stop_above_step_s: float,
                   log: pg.ProgressLog, deadline: float, reserve_s: Any,
-                  build_s: float) -> tuple[Any, Any, Any, int, float, bool]:
+                  build_s: float) -> Generator[None, None, tuple[Any, Any, Any, int, float, bool]]:
     """Time the steps; while the step-time cv is above max_cv, time a fresh round (a noisy
     neighbour passes, a frequency settles), up to `remeasure` more, each only if it can end
     before the deadline with the guard's time left. Keeps the steadiest round: its median is
     the trial's figure; the first round's warm-up holds the compile time. The last value says
-    a noisy round was kept for want of time."""
+    a noisy round was kept for want of time. A loop out of data ends the rounds there."""
     from tuner.worker import measure
 
     settings = config.measure
 
-    def one_round(stop_above: float = math.inf) -> Any:
+    def one_round(stop_above: float = math.inf) -> Generator[None, None, Any]:
         log.phase(pg.WARMUP if settings.warmup_steps else pg.TIMING, build_s=build_s)
         warmups = 0
 
@@ -94,25 +112,30 @@ def _timed_rounds(run: Any, config: TrialConfig, stop_above_step_s: float,
                 if warmups == settings.warmup_steps:
                     log.phase(pg.TIMING)
 
-        return measure.time_steps(run.batches, run.step, settings, run.synchronize,
-                                  stop_above_step_s=stop_above, deadline=deadline,
-                                  reserve_s=reserve_s, on_step=on_step)
+        return (yield from measure.step_clock(settings, synchronize, stop_above_step_s=stop_above,
+                                              deadline=deadline, reserve_s=reserve_s,
+                                              on_step=on_step))
 
-    first = one_round(stop_above_step_s)
+    first = yield from one_round(stop_above_step_s)
+    if not first.step_times_s:
+        raise NoTimedStep(f"the loop ended after {len(first.warmup_times_s)} warm-up step(s) "
+                          "and no timed step")
     best = (first, step_stats(first.step_times_s))
     rounds = 1
     timed_s = sum(first.step_times_s)
     left_noisy = False
-    while best[1].cv > settings.max_cv and rounds <= settings.remeasure and not first.pruned:
+    out_of_data = first.out_of_data
+    while (best[1].cv > settings.max_cv and rounds <= settings.remeasure and not first.pruned
+           and not out_of_data):
         needed_s = (settings.warmup_steps + settings.min_timed_steps) * best[1].median_s
         if time.perf_counter() + SAFETY * needed_s > deadline - reserve_s(best[0],
                                                                           best[1].median_s):
             left_noisy = True
             break
-        timing = one_round()
-        stats = step_stats(timing.step_times_s)
+        timing = yield from one_round()
+        out_of_data = timing.out_of_data
         rounds += 1
         timed_s += sum(timing.step_times_s)
-        if stats.cv < best[1].cv:
+        if timing.step_times_s and (stats := step_stats(timing.step_times_s)).cv < best[1].cv:
             best = (timing, stats)
     return first, best[0], best[1], rounds, timed_s, left_noisy

@@ -48,12 +48,20 @@ def run_trial(config: TrialConfig, log: pg.ProgressLog | None = None) -> TrialRe
     if refused is not None:
         return refused
     setup = _apply_knobs(config, host, info)
-    built = _build(config, setup, info, log, started)
-    if isinstance(built, TrialResult):
-        return built
-    workload, run, build_s = built
-    timed = measure_rounds(config, setup, run, log, build_s)
-    metrics = _metrics(config, setup, run, timed, build_s)
+    if config.workload.job:
+        measured = _measure_job(config, setup, info, log, started)
+        if isinstance(measured, TrialResult):
+            return measured
+        timed, build_s, batch_size, compiled = measured
+        scenario, run, workload = config.workload.scenario, None, None
+    else:
+        built = _build(config, setup, info, log, started)
+        if isinstance(built, TrialResult):
+            return built
+        workload, run, build_s = built
+        timed = measure_rounds(config, setup, run, log, build_s)
+        batch_size, compiled, scenario = setup.batch_size, run.compiled, run.scenario
+    metrics = _metrics(config, setup, batch_size, compiled, scenario, timed, build_s)
     result = TrialResult(status=OK, metrics=metrics, step_times_s=timed.timing.step_times_s,
                          info=info)
     if timed.timing.pruned:  # no guard, no peak figures beyond this point: it stops here
@@ -63,12 +71,14 @@ def run_trial(config: TrialConfig, log: pg.ProgressLog | None = None) -> TrialRe
                          f"{metrics['samples_per_sec']:,.0f} samples/s, below the search's cut "
                          f"of {config.stop_below:,.0f} (measure.prune_below x its best so far)")
         return result
-    note = _note(config, timed)
+    note = "; ".join(part for part in (info.get("note", ""), _note(config, timed)) if part)
     if note:
         info["note"] = note
     if config.guard.run:
         log.phase(pg.GUARD)
-        if run.scenario == "infer":
+        if config.workload.job:
+            _job_guard(result, config, setup, log)
+        elif scenario == "infer":
             _quality_guard(result, workload, run, setup.batch_size)
         else:
             del run  # the guard builds its own model: this one's memory is not needed
@@ -142,7 +152,6 @@ def _build(config: TrialConfig, setup: Any, info: TrialInfo, log: pg.ProgressLog
     build seconds), or the result of a trial whose choice this workload cannot take."""
     import torch
 
-    from tuner.knobs import REGISTRY
     from tuner.knobs.base import UnsupportedChoice
     from tuner.worker import measure
     from tuner.worker.runner import InferRun, TrainRun
@@ -153,13 +162,9 @@ def _build(config: TrialConfig, setup: Any, info: TrialInfo, log: pg.ProgressLog
     workload = build_workload(config.workload)
     scenario = getattr(workload, "scenario", "train")
     info["scenario"] = scenario
-    inference_only = {name: value for name, value in config.knobs.items()
-                      if REGISTRY[name].inference_only and value != REGISTRY[name].default}
-    if scenario != "infer" and inference_only:
-        name, value = next(iter(inference_only.items()))
-        info["unsupported_choice"] = {name: value}
-        return TrialResult(status=UNSUPPORTED, info=info, reason=(
-            f"{name}={value}: applies to inference workloads; {config.workload.name} trains"))
+    refused = _inference_only(config, scenario, info)
+    if refused is not None:
+        return refused
     torch.manual_seed(config.seed)
     log.phase(pg.BUILDING, started_at=time.time() - (time.perf_counter() - started),
               batch_size=setup.batch_size, planned_steps=config.measure.timed_steps)
@@ -174,14 +179,61 @@ def _build(config: TrialConfig, setup: Any, info: TrialInfo, log: pg.ProgressLog
     return workload, run, time.perf_counter() - build_started
 
 
-def _metrics(config: TrialConfig, setup: Any, run: Run, timed: Timed,
-             build_s: float) -> dict[str, float]:
+def _inference_only(config: TrialConfig, scenario: str, info: TrialInfo) -> TrialResult | None:
+    """An inference-only choice (quantization, ONNX Runtime) in a training trial: unsupported."""
+    from tuner.knobs import REGISTRY
+
+    chosen = {name: value for name, value in config.knobs.items()
+              if REGISTRY[name].inference_only and value != REGISTRY[name].default}
+    if scenario == "infer" or not chosen:
+        return None
+    name, value = next(iter(chosen.items()))
+    info["unsupported_choice"] = {name: value}
+    return TrialResult(status=UNSUPPORTED, info=info, reason=(
+        f"{name}={value}: applies to inference workloads; {config.workload.name} trains"))
+
+
+def _measure_job(config: TrialConfig, setup: Any, info: TrialInfo, log: pg.ProgressLog,
+                 started: float) -> tuple[Timed, float, int, bool] | TrialResult:
+    """The user's own job, timed at its marked steps (`tuner.worker.user_job`)."""
+    from tuner.worker import user_job
+
+    info["scenario"] = config.workload.scenario
+    refused = _inference_only(config, config.workload.scenario, info)
+    if refused is not None:
+        return refused
+    if config.cache_dir:
+        os.environ["TUNER_CACHE_DIR"] = config.cache_dir
+    measured = user_job.measure_job(config, setup, log, started)
+    if measured.batch_samples not in (None, setup.batch_size) and "batch_size" in config.knobs:
+        info["note"] = (f"the job's batches hold {measured.batch_samples} samples, not the "
+                        f"trial's batch_size={setup.batch_size}: build its loader with "
+                        "tuned.loader(dataset, ...) for the knob to act")
+    return (measured.timed, measured.build_s, measured.samples_per_step, measured.compiled)
+
+
+def _job_guard(result: TrialResult, config: TrialConfig, setup: Any,
+               log: pg.ProgressLog) -> None:
+    """The job run again as the guard's fixed experiment: the mean of what it reported."""
+    from tuner.worker import guard, user_job
+
+    guard_started = time.perf_counter()
+    figures = user_job.guard_job(config, setup, log)
+    result.guard_losses = figures
+    result.guard_loss = guard.guard_value(figures)
+    if config.workload.scenario == "infer":
+        result.metrics["quality"] = result.guard_loss
+    result.metrics["guard_s"] = time.perf_counter() - guard_started
+
+
+def _metrics(config: TrialConfig, setup: Any, batch_size: int, compiled: bool, scenario: str,
+             timed: Timed, build_s: float) -> dict[str, float]:
     from tuner.worker import measure
 
     stats, first = timed.stats, timed.first
     first_warmup = first.warmup_times_s[0] if first.warmup_times_s else 0.0
     metrics = {
-        mx.SAMPLES_PER_SEC: measure.samples_per_sec(setup.batch_size, stats.median_s),
+        mx.SAMPLES_PER_SEC: measure.samples_per_sec(batch_size, stats.median_s),
         mx.STEP_TIME_MEDIAN_S: stats.median_s,
         mx.STEP_TIME_IQR_S: stats.iqr_s,
         mx.STEP_TIME_CV: stats.cv,
@@ -192,12 +244,12 @@ def _metrics(config: TrialConfig, setup: Any, run: Run, timed: Timed,
         mx.NOISY: float(stats.cv > config.measure.max_cv
                         or stats.count < config.measure.min_timed_steps),
         # compile happens in the first step; what it cost beyond a steady step is compile time
-        mx.COMPILE_S: max(0.0, first_warmup - stats.median_s) if run.compiled else 0.0,
+        mx.COMPILE_S: max(0.0, first_warmup - stats.median_s) if compiled else 0.0,
         "model_build_s": build_s,
         "peak_rss_mb": measure.peak_rss_mb(),
         **measure.gpu_peak_memory_mb(setup.device),  # build, warm-up and timed steps
     }
-    if run.scenario == "infer":
+    if scenario == "infer":
         for percent in (50, 90, 99):  # latency per batch, after warm-up
             metrics[f"latency_p{percent}_ms"] = 1000 * percentile(
                 timed.timing.step_times_s, percent)

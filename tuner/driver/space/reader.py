@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from tuner import metrics as mx
@@ -89,19 +90,31 @@ class SpaceReader(FieldReader):
             raise self.fail("workload", "missing section; e.g. workload: {name: resnet50}")
         if isinstance(raw, str):
             raw = {"name": raw}
-        data = self.mapping(raw, "workload", ("name", "options"))
-        name = self.string(data.get("name"), "workload.name")
-        if ":" in name:
-            module, _, factory = name.partition(":")
-            if not module or not factory.isidentifier():
-                raise self.fail("workload.name",
-                                f"expected 'package.module:factory', got {show(name)}")
-            if not module_exists(module):
-                raise self.fail("workload.name", f"module {show(module)} not found; install it or "
-                                "add it to PYTHONPATH")
-        elif name not in BUILTIN_WORKLOADS:
-            raise self.fail("workload.name", f"unknown workload {show(name)}; built-in: "
-                            f"{', '.join(BUILTIN_WORKLOADS)}, or 'package.module:factory'")
+        data = self.mapping(raw, "workload",
+                            ("name", "function", "script", "args", "scenario", "options"))
+        given = [key for key in ("name", "function", "script") if key in data]
+        if len(given) != 1:
+            raise self.fail("workload", "give exactly one of name (a workload), function "
+                            "(package.module:function, your own job) or script (a .py file, "
+                            f"your own job); got {', '.join(given) or 'none'}")
+        job = "" if given[0] == "name" else given[0]
+        if not job and ("args" in data or "scenario" in data):
+            raise self.fail(f"workload.{'args' if 'args' in data else 'scenario'}",
+                            "belongs to your own job (workload.function or workload.script); "
+                            "a workload object says its scenario itself")
+        if job == "script":
+            name = self._script(data["script"])
+        else:
+            name = self._target(data[given[0]], f"workload.{given[0]}", job)
+        args = data.get("args") or []
+        if job != "script" and "args" in data:
+            raise self.fail("workload.args", "only a script takes args; a function takes options")
+        if not isinstance(args, list) or not all(isinstance(a, str | int | float)
+                                                 and not isinstance(a, bool) for a in args):
+            raise self.fail("workload.args", "must be a list of strings, e.g. args: [--epochs, "
+                            "'3']")
+        scenario = self.string(data.get("scenario", "train"), "workload.scenario",
+                               ("train", "infer"))
         options = data.get("options") or {}
         if not isinstance(options, dict):
             raise self.fail("workload.options", f"must be a mapping, got {type_name(options)}")
@@ -118,7 +131,39 @@ class SpaceReader(FieldReader):
                             "keep it under 100,000 (pass big inputs as a file path)")
         if not all(isinstance(key, str) for key in options):
             raise self.fail("workload.options", "keys must be strings")
-        return WorkloadSpec(name=name, options=json.loads(encoded))
+        if job == "script" and options:
+            raise self.fail("workload.options", "a script takes args, not options")
+        return WorkloadSpec(name=name, options=json.loads(encoded), job=job,
+                            args=[str(a) for a in args], scenario=scenario)
+
+    def _target(self, raw: Any, field_path: str, job: str) -> str:
+        """`package.module:attribute` whose module exists, or a built-in workload's name."""
+        name = self.string(raw, field_path)
+        what = "function" if job else "factory"
+        if ":" in name:
+            module, _, attribute = name.partition(":")
+            if not module or not attribute.isidentifier():
+                raise self.fail(field_path, f"expected 'package.module:{what}', got {show(name)}")
+            if not module_exists(module):
+                raise self.fail(field_path, f"module {show(module)} not found; install it or "
+                                "add its folder to PYTHONPATH (e.g. PYTHONPATH=. tuner search "
+                                "...)")
+        elif job:
+            raise self.fail(field_path, f"expected 'package.module:function', got {show(name)}")
+        elif name not in BUILTIN_WORKLOADS:
+            raise self.fail(field_path, f"unknown workload {show(name)}; built-in: "
+                            f"{', '.join(BUILTIN_WORKLOADS)}, or 'package.module:factory'")
+        return name
+
+    def _script(self, raw: Any) -> str:
+        """The script's absolute path (relative to where `tuner` runs, as `python` reads it)."""
+        path = Path(self.string(raw, "workload.script")).expanduser()
+        if not path.is_file():
+            raise self.fail("workload.script", f"{show(str(path))}: no such file (a path from "
+                            f"the current folder, {Path.cwd()})")
+        if path.suffix != ".py":
+            raise self.fail("workload.script", f"{show(str(path))}: not a .py file")
+        return str(path.resolve())
 
     def knobs(self, raw: Any) -> dict[str, KnobSpace]:
         if not isinstance(raw, dict) or not raw:
