@@ -80,7 +80,7 @@ class Tuned:
         """Your loop's batches: `for batch in tuned.steps(loader):`. Outside a search, exactly
         `batches`. In a search's trial, each `every` batches are one timed step (with gradient
         accumulation, the batches of one optimizer step), fetching included, as in the tuner's
-        own loop; work between epochs counts in the step after it. When the measurement is
+        own loop; work between epochs counts in the step that spans it. When the measurement is
         done the job ends at the next step (`MeasurementDone`, a BaseException: let it pass)."""
         session = self.session
         if session is None:
@@ -88,18 +88,11 @@ class Tuned:
             return
         if every < 1:
             raise ValueError(f"tuned.steps: every must be 1 or more, got {every}")
-        iterator = iter(batches)
-        index = 0
-        while True:
-            if index % every == 0:
+        for index, batch in enumerate(batches):
+            if index % every == 0:  # after the fetch: an epoch's end starts no empty step
                 session.before_step()
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
             if index == 0:
                 session.saw(batch, every)
-            index += 1
             yield batch
 
     def report(self, loss: Any = None, quality: Any = None) -> None:

@@ -60,7 +60,8 @@ class Session:
     build_s: float = 0.0
 
     def before_step(self) -> None:
-        """The previous step ends and the next begins (its batch is fetched inside it)."""
+        """The previous step ends and the next begins: called once a step's (first) batch is
+        fetched, so a step's time is one step's work and one fetch."""
         if self.guard:
             if self.steps_started > self.config.guard.steps:
                 raise MeasurementDone
