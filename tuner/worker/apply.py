@@ -89,11 +89,9 @@ class Tuned:
         if every < 1:
             raise ValueError(f"tuned.steps: every must be 1 or more, got {every}")
         for index, batch in enumerate(batches):
-            if index % every == 0:  # after the fetch: an epoch's end starts no empty step
-                session.before_step()
-            if index == 0:
-                session.saw(batch, every)
+            session.fetched(index, batch, every)
             yield batch
+        session.loop_ended()
 
     def report(self, loss: Any = None, quality: Any = None) -> None:
         """The figure the accuracy guard compares, once per step: a training job's loss (a

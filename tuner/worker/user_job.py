@@ -56,8 +56,8 @@ class Session:
     samples_per_step: int | None = None  # from the first batch's size
     batch_samples: int | None = None  # the first batch's size
     reported: list[float] = field(default_factory=list)
-    compiled: bool = False
     build_s: float = 0.0
+    begun_at_loop_end: bool = False
 
     def before_step(self) -> None:
         """The previous step ends and the next begins: called once a step's (first) batch is
@@ -81,7 +81,24 @@ class Session:
             raise MeasurementDone from None
         self.steps_started += 1
 
-    def saw(self, batch: Any, every: int) -> None:
+    def fetched(self, index: int, batch: Any, every: int) -> None:
+        """Batch `index` of a `steps` loop is fetched: each `every`-th begins a step (the first
+        of a loop only if the loop before it has not begun it at its end)."""
+        if index == 0 and self.begun_at_loop_end:
+            self.begun_at_loop_end = False
+        elif index % every == 0:
+            self.before_step()
+        if index == 0:
+            self._saw(batch, every)
+
+    def loop_ended(self) -> None:
+        """A `steps` loop ran out (an epoch's end): its last step ends here, and the next step
+        begins, holding the work between epochs and the next loop's first fetch; if none
+        comes, it is never timed."""
+        self.before_step()
+        self.begun_at_loop_end = True
+
+    def _saw(self, batch: Any, every: int) -> None:
         """The first batch of a `steps` loop: a step's samples are `every` batches of its size."""
         if self.samples_per_step is None:
             self.batch_samples = leading_size(batch)
