@@ -13,10 +13,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 SPACES = ROOT / "search_spaces"
 
-# Trial processes (started by Ray workers) must import tests/faulty_workloads.py.
+EXAMPLES = ROOT / "examples"
+
+# Trial processes (started by Ray workers) must import tests/faulty_workloads.py and the
+# example jobs (examples/jobs).
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(TESTS)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    [str(TESTS), str(EXAMPLES)]
+    + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 sys.path.insert(0, str(TESTS))
+sys.path.insert(1, str(EXAMPLES))
 # Searches started by tests take their own host lock, not the one a developer's search holds.
 os.environ.setdefault("TUNER_HOST_LOCK",
                       str(Path(tempfile.gettempdir()) / f"tuner-tests-{os.getpid()}.lock"))
