@@ -85,9 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="print the best config's process settings for "
                                  "a launcher of your own")
     export.add_argument("config", type=Path, help="best-config file (tuner-runs/best/STUDY.yaml)")
-    export.add_argument("--to", choices=("env", "shell", "run_cpu"), default="shell",
+    export.add_argument("--to", choices=("env", "shell", "run_cpu", "hf", "lightning"),
+                        default="shell",
                         help="env: KEY=VALUE lines; shell: lines to source; run_cpu: a "
-                        "torch.backends.xeon.run_cpu command line (default: shell)")
+                        "torch.backends.xeon.run_cpu command line; hf: Hugging Face "
+                        "TrainingArguments fields; lightning: Trainer and DataLoader "
+                        "arguments (default: shell)")
 
     validate = commands.add_parser("validate", help="check a space file without running it")
     validate.add_argument("space", help="search-space YAML file")
@@ -313,9 +316,15 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from tuner.frameworks import FRAMEWORKS
+    from tuner.frameworks import export_lines as framework_lines
     from tuner.node import launch as ln
 
-    half = ln.process_half(ln.read_config(args.config), dict(os.environ))
+    knobs = ln.read_config(args.config)
+    if args.to in FRAMEWORKS:  # the in-process half in the framework's words
+        print("\n".join(framework_lines(FRAMEWORKS[args.to](knobs))))
+        return 0
+    half = ln.process_half(knobs, dict(os.environ))
     if args.to == "run_cpu":
         command, caveats = ln.run_cpu_command(half)
         lines = [shlex.join(command) + " YOUR_SCRIPT.py"] + [f"# {c}" for c in caveats]

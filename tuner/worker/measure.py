@@ -127,13 +127,11 @@ def step_clock(
     reserve_s: Callable[[Timing, float], float] = lambda timing, pace_s: 0.0,
     on_step: Callable[[str, float], None] = lambda kind, seconds: None,
 ) -> Generator[None, None, Timing]:
-    """Yields before each step, the caller runs one step (its batch fetched inside it) and
-    resumes it; returns the Timing. A generator, so that the tuner's own loop (`drive`) and a
-    user's loop (`tuner.worker.user_job`) are timed by the same rules:
-    warm-up steps, then timed steps until `timed_steps` or `max_timed_s` (at least
-    `min_timed_steps`). Each step's time runs from the end of the previous step. `synchronize`
-    waits for the device before each clock reading (a GPU step returns while its kernels
-    still run).
+    """Yields before each step, for the caller to run one (its batch fetched inside it);
+    returns the Timing. A generator: the tuner's loop (`drive`) and a user's (`user_job`) are
+    timed by the same rules: warm-up steps, then timed steps until `timed_steps` or
+    `max_timed_s` (at least `min_timed_steps`), each from the previous one's end, read after
+    `synchronize` (a GPU step returns while its kernels still run).
     Screening: once `screen_s` of steps are timed (and at least `min_timed_steps`), a median
     step slower than `stop_above_step_s` ends the timing there, `pruned`.
     Deadline (`clock` time): once a step is timed, no step starts that would, at the mean pace
@@ -141,7 +139,7 @@ def step_clock(
     still needs after timing, e.g. its guard): it stops there, `stopped_by_deadline`, instead
     of being killed with nothing. `on_step(kind, seconds)` sees every step as it is timed.
     What runs between two timed steps is counted in the next one: it must stay O(1).
-    `OutOfData` thrown in ends it with what it has, `out_of_data`."""
+    `OutOfData` thrown in ends it with what it has."""
     timing = Timing()
     last = clock()
     timed_start = last
