@@ -85,7 +85,7 @@ def test_a_small_bert_trains_with_the_exported_training_arguments(tmp_path: Path
 
 @pytest.mark.slow
 def test_a_lightning_module_trains_with_the_exported_trainer_arguments(tmp_path: Path) -> None:
-    import lightning as L  # noqa: N812 - the framework's own spelling
+    import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
     exported = _export(tmp_path, "lightning")

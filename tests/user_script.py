@@ -15,7 +15,7 @@ model = torch.nn.Linear(arguments.width, 1)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 model, optimizer = tuned.model(model, optimizer)
 data = torch.utils.data.TensorDataset(torch.randn(256, arguments.width))
-for epoch in range(1000):
+for _epoch in range(1000):
     for (rows,) in tuned.steps(tuned.loader(data, batch_size=16)):
         loss = model(tuned.to_device(rows)).pow(2).mean()
         tuned.backward(loss)
