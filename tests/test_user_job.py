@@ -138,3 +138,18 @@ def test_measure_settings_bound_a_users_loop_by_time() -> None:
     assert result.status == OK, result.reason
     assert 3 <= len(result.step_times_s) < 100_000
     assert "max_timed_s=0.5 reached" in result.info["note"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hf_bert", "lightning_linear"])
+def test_a_frameworks_trainer_is_timed_through_the_tuners_callback(tmp_path: Path,
+                                                                   name: str) -> None:
+    """A job whose loop is a transformers or lightning Trainer: each step marked by the
+    callback, the job ended when measured, each guard step's loss reported."""
+    option = {"hf_bert": "output_dir", "lightning_linear": "root"}[name]
+    result = run(_job(name, timed_steps=5, **{option: str(tmp_path)}))
+    assert result.status == OK, result.reason
+    assert len(result.step_times_s) == 5
+    assert result.metrics["samples_per_sec"] == pytest.approx(
+        16 / result.metrics["step_time_median_s"])
+    assert len(result.guard_losses) == 4 and result.guard_loss > 0

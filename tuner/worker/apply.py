@@ -93,6 +93,14 @@ class Tuned:
             yield batch
         session.loop_ended()
 
+    def mark_step(self, samples: int | None = None) -> None:
+        """A step begins, in a loop a framework runs for you (tuner.worker.callbacks hooks it
+        into the transformers and lightning Trainers): call it once per step, after the step's
+        batch is fetched. `samples`: the step's samples (default: the config's batch size).
+        Outside a search it does nothing."""
+        if self.session is not None:
+            self.session.marked(samples or self.setup.batch_size)
+
     def report(self, loss: Any = None, quality: Any = None) -> None:
         """The figure the accuracy guard compares, once per step: a training job's loss (a
         tensor or a number), or an inference job's quality (higher is better). Read only on

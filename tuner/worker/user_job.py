@@ -91,6 +91,12 @@ class Session:
         if index == 0:
             self._saw(batch, every)
 
+    def marked(self, samples: int) -> None:
+        """A step begins in a loop the job does not write (`Tuned.mark_step`)."""
+        self.before_step()
+        if self.samples_per_step is None:
+            self.samples_per_step = self.batch_samples = samples
+
     def loop_ended(self) -> None:
         """A `steps` loop ran out (an epoch's end): its last step ends here, and the next step
         begins, holding the work between epochs and the next loop's first fetch; if none
