@@ -66,3 +66,25 @@ def test_cluster_examples_use_real_flags_and_keep_token_auth_on(monkeypatch) -> 
 
     runtime_env = load_runtime_env(str(CLUSTER / "runtime_env.yaml"))
     assert (ROOT / runtime_env["working_dir"] / "my_workload.py").is_file()
+
+
+def test_the_adapted_scripts_diff_in_the_docs_is_the_real_one() -> None:
+    """docs/your-job.md shows how an ordinary script is made tunable: every changed line of
+    code it shows is the real change between the two example files, and it shows them all."""
+    import ast
+    import difflib
+
+    def code(name: str) -> list[str]:
+        text = (ROOT / "examples" / "jobs" / name).read_text(encoding="utf-8")
+        docstring_end = ast.parse(text).body[0].end_lineno or 0  # the module docstring
+        return text.splitlines()[docstring_end:]
+
+    changed = [line for line in difflib.unified_diff(code("plain_script.py"),
+                                                      code("tuned_script.py"), lineterm="")
+               if line[:1] in "+-" and not line.startswith(("+++", "---")) and line[1:].strip()]
+    docs = (ROOT / "docs" / "your-job.md").read_text(encoding="utf-8")
+    shown = docs.split("```diff\n", 1)[1].split("```", 1)[0].splitlines()
+    shown = [line for line in shown if line[:1] in "+-" and line[1:].strip()]
+    assert shown == changed
+    added = [line for line in changed if line.startswith("+")]
+    assert (len(added), len(changed) - len(added)) == (12, 6)  # as README.md says

@@ -1,16 +1,18 @@
-"""Apply a found config inside your own job, in a few calls around your own loop:
+"""Apply a found config inside your own job, in a few calls around your own loop, and mark
+the loop's steps so a search can time the job as it is (docs/your-job.md):
 
-    from tuner.worker.apply import Tuned
+    from tuner import Tuned
 
     tuned = Tuned.load()                        # TUNER_CONFIG (tuner launch sets it), else none
     model, optimizer = tuned.model(model, optimizer)   # device, channels_last, IPEX, compile
     loader = tuned.loader(dataset, shuffle=True, collate_fn=collate)   # your own arguments
-    for batch in loader:
+    for batch in tuned.steps(loader):           # a timed step each, in a search's trial
         batch = tuned.to_device(batch)          # tensors nested in dicts, tuples, lists
         with tuned.autocast():
             loss = model(**batch).loss
         tuned.backward(loss)                    # scaled when fp16 needs gradient scaling
         tuned.step(optimizer, max_grad_norm=1.0)   # unscale, clip, step, update
+        tuned.report(loss=loss)                 # the accuracy guard's figure, in a search
 
 With no config the same code changes nothing: the model and loader arguments stay yours,
 autocast is off, batches stay where they are. The knobs act through the same `RunSetup` and
