@@ -153,3 +153,20 @@ def test_a_frameworks_trainer_is_timed_through_the_tuners_callback(tmp_path: Pat
     assert result.metrics["samples_per_sec"] == pytest.approx(
         16 / result.metrics["step_time_median_s"])
     assert len(result.guard_losses) == 4 and result.guard_loss > 0
+
+
+@pytest.mark.slow
+def test_inference_only_choices_are_refused_with_their_reason() -> None:
+    """Quantization in a training job is refused before it runs; in an inference job,
+    `Tuned.model` cannot apply it (no calibration inputs) and says so: unsupported, not
+    silently unapplied."""
+    from tuner.trial import UNSUPPORTED
+
+    config = _job("linear", samples=4096, guard=False)
+    trained = run(dataclasses.replace(config, knobs={**config.knobs, "quantize": "dynamic_int8"}))
+    assert trained.status == UNSUPPORTED and "applies to inference workloads" in trained.reason
+    inferred = run(dataclasses.replace(
+        config, knobs={**config.knobs, "quantize": "dynamic_int8"},
+        workload=dataclasses.replace(config.workload, scenario="infer")))
+    assert inferred.status == UNSUPPORTED, inferred.reason
+    assert "quantize=dynamic_int8: Tuned.model does not apply it" in inferred.reason

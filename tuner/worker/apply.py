@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 
 from tuner.config_file import CONFIG_ENV, check_knobs, read_config
 from tuner.knobs import REGISTRY, RunSetup
+from tuner.knobs.base import UnsupportedChoice
 from tuner.worker import runner, user_job
 
 T = TypeVar("T")
@@ -122,6 +123,12 @@ class Tuned:
     def model(self, model: torch.nn.Module, optimizer: Any = None) -> Any:
         """The model on the config's device and layout, IPEX-optimized (with its optimizer)
         and compiled as the config says; returns the model, or (model, optimizer)."""
+        for name, value, default in (("quantize", self.setup.quantize, "none"),
+                                     ("backend", self.setup.backend, "torch")):
+            if value != default:  # they need example and calibration inputs Tuned lacks
+                raise UnsupportedChoice({name: value}, (
+                    f"{name}={value}: Tuned.model does not apply it (it needs example and "
+                    f"calibration inputs); tune {name} with an InferWorkload"))
         model = model.to(self.setup.device)
         if self.setup.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -85,25 +85,16 @@ class OutOfData(Exception):
     ended before the measurement did): it stops there with what it timed."""
 
 
-def time_steps(
-    batches: Callable[[], Iterator[Any]],
-    step: Callable[[Any], Any],
-    settings: MeasureSettings,
-    synchronize: Callable[[], None] = lambda: None,
-    clock: Callable[[], float] = time.perf_counter,
-    stop_above_step_s: float = math.inf,
-    deadline: float = math.inf,
-    reserve_s: Callable[[Timing, float], float] = lambda timing, pace_s: 0.0,
-    on_step: Callable[[str, float], None] = lambda kind, seconds: None,
-) -> Timing:
-    """`step_clock` driving `step` over `batches` (past the data's end, another epoch).
-    Fetching the batch from the loader is inside the step's time, as in a real training
-    loop."""
+def time_steps(batches: Callable[[], Iterator[Any]], step: Callable[[Any], Any],
+               settings: MeasureSettings, **clock_options: Any) -> Timing:
+    """`step_clock` (with `clock_options`: its synchronize, clock, stop_above_step_s,
+    deadline, reserve_s, on_step) driving `step` over `batches` (past the data's end, another
+    epoch). Fetching the batch is inside the step's time, as in a real training loop."""
+    clock = clock_options.get("clock", time.perf_counter)
     started = clock()
     data = Epochs(batches)
     loader_start_s = clock() - started
-    timing = drive(step_clock(settings, synchronize, clock, stop_above_step_s, deadline,
-                              reserve_s, on_step), lambda: step(data.next()))
+    timing: Timing = drive(step_clock(settings, **clock_options), lambda: step(data.next()))
     timing.loader_start_s = loader_start_s
     return timing
 

@@ -204,7 +204,13 @@ def _measure_job(config: TrialConfig, setup: Any, info: TrialInfo, log: pg.Progr
         return refused
     if config.cache_dir:
         os.environ["TUNER_CACHE_DIR"] = config.cache_dir
-    measured = user_job.measure_job(config, setup, log, started)
+    from tuner.knobs.base import UnsupportedChoice
+
+    try:
+        measured = user_job.measure_job(config, setup, log, started)
+    except UnsupportedChoice as error:
+        info["unsupported_choice"] = error.choice
+        return TrialResult(status=UNSUPPORTED, reason=error.reason, info=info)
     if measured.batch_samples not in (None, setup.batch_size) and "batch_size" in config.knobs:
         info["note"] = (f"the job's batches hold {measured.batch_samples} samples, not the "
                         f"trial's batch_size={setup.batch_size}: build its loader with "
