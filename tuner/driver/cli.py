@@ -163,9 +163,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
           f"{space.size()} configs ({knobs}); budget {space.budget.trials} trials / "
           f"{space.budget.timeout_s:g} s; objective {' and '.join(space.objectives)}; prices "
           f"{space.cost.describe(space.devices())}")
-    if ":" in space.workload.name:  # not a built-in: code the tuner will import and run
-        print(f"note: workload {space.workload.name} is your code: every trial process imports "
-              "and calls it, on every node; run spaces only from people you trust")
+    if ":" in space.workload.name or space.workload.job:  # code the tuner will run
+        what = {"script": "runs"}.get(space.workload.job, "imports and calls")
+        print(f"note: workload {space.workload.name} is your code: every trial process {what} "
+              "it, on every node; run spaces only from people you trust")
     return 0
 
 

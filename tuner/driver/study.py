@@ -96,8 +96,10 @@ def open_study(space: Space, storage: str | optuna.storages.BaseStorage,
     study.set_user_attr(OBJECTIVES, list(space.objectives))
     study.set_user_attr(MAX_CV, space.max_cv)
     study.set_user_attr(CURRENCY, space.cost.currency)
-    study.set_user_attr(WORKLOAD, {"name": space.workload.name,
-                                   "options": space.workload.options})
+    workload = space.workload
+    study.set_user_attr(WORKLOAD, {"name": workload.name, "options": workload.options,
+                                   **({"job": workload.job, "args": workload.args,
+                                       "scenario": workload.scenario} if workload.job else {})})
     return study
 
 
