@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     arguments = parser.parse_args()
     print(f"{'job':16} {'reported':>9} {'untuned/s':>10} {'applied/s':>10} {'applied':>8} "
-          f"{'ratio':>6}  best config")
+          f"{'ratio':>6}  best config", flush=True)
     for job in arguments.jobs:
         with tempfile.TemporaryDirectory(prefix="tuner-fidelity-") as folder:
             best, reported = search(job, Path(folder))
