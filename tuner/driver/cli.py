@@ -82,15 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     launch.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
                         help="the command to run, after --")
 
-    export = commands.add_parser("export", help="print the best config's process settings for "
-                                 "a launcher of your own")
+    export = commands.add_parser("export", help="print the best config for a launcher or "
+                                 "framework of your own")
     export.add_argument("config", type=Path, help="best-config file (tuner-runs/best/STUDY.yaml)")
     export.add_argument("--to", choices=("env", "shell", "run_cpu", "hf", "lightning"),
-                        default="shell",
-                        help="env: KEY=VALUE lines; shell: lines to source; run_cpu: a "
-                        "torch.backends.xeon.run_cpu command line; hf: Hugging Face "
-                        "TrainingArguments fields; lightning: Trainer and DataLoader "
-                        "arguments (default: shell)")
+                        default="shell", help="env: KEY=VALUE lines; shell: lines to source; "
+                        "run_cpu: a torch.backends.xeon.run_cpu command line; hf: "
+                        "TrainingArguments fields; lightning: Trainer and DataLoader arguments")
 
     validate = commands.add_parser("validate", help="check a space file without running it")
     validate.add_argument("space", help="search-space YAML file")
