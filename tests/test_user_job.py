@@ -55,6 +55,15 @@ def test_dict_batches_and_a_job_that_runs_out_of_data(tmp_path: Path) -> None:
     assert after.exists()  # out of data, the job ran on to its end
 
 
+def test_a_loader_the_batch_size_knob_cannot_reach_is_noted() -> None:
+    result = run(_job("own_loader", guard=False))
+    assert result.status == OK, result.reason
+    assert result.metrics["samples_per_sec"] == pytest.approx(
+        5 / result.metrics["step_time_median_s"])  # its own batches, counted as they are
+    assert ("the job's batches hold 5 samples, not the trial's batch_size=16: build its loader "
+            "with tuned.loader(dataset, ...)") in result.info["note"]
+
+
 @pytest.mark.slow  # a trial process each
 @pytest.mark.parametrize(("name", "options", "expected"), [
     ("unmarked", {}, "ended without a timed step: mark its loop with `for batch in "

@@ -107,3 +107,11 @@ def lightning_linear(root: str) -> None:
                                 default_root_dir=root, callbacks=[lightning_callback(tuned)],
                                 **exported.arguments)
     trainer.fit(Classifier(), DataLoader(data, **exported.loader))
+
+
+def own_loader(batch_size: int = 5) -> None:
+    """Builds its DataLoader itself: the trial's batch_size knob cannot act on it."""
+    tuned = Tuned.load()
+    data = TensorDataset(torch.randn(4096, 4))
+    for (rows,) in tuned.steps(torch.utils.data.DataLoader(data, batch_size=batch_size)):
+        tuned.report(loss=rows.sum())
