@@ -60,8 +60,9 @@ def test_each_place_imports_only_what_it_may(path: Path) -> None:
         parts = module.split(".")
         if root in libraries:
             broken.append(f"line {line}: {place} code imports {module}")
-        public_api = (path == PACKAGE / "__init__.py" and module == "tuner.worker.apply"
-                      and not top)  # `from tuner import Tuned`, imported on first use
+        public_api = not top and (path, module) in (
+            (PACKAGE / "__init__.py", "tuner.worker.apply"),  # `from tuner import Tuned`
+            (PACKAGE / "__main__.py", "tuner.driver.cli"))  # `python -m tuner`
         if root == "tuner" and len(parts) > 1 and parts[1] in places and not public_api:
             broken.append(f"line {line}: {place} code imports {module}")
         if place == "shared" and top and root in ("torch", "torchvision") \

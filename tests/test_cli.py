@@ -250,3 +250,18 @@ def test_an_unreachable_mlflow_server_is_refused_before_ray_starts(tmp_path: Pat
                           timeout=180, check=False)
     assert done.stdout.split()[-2:] == ["2", "False"], done.stderr[-2000:]
     assert done.stderr.count("\n") == 1 and "--tracking-uri: cannot use MLflow" in done.stderr
+
+
+def test_version_and_python_dash_m_tuner() -> None:
+    """`tuner --version`, and `python -m tuner` as the `tuner` command (issue 22)."""
+    import subprocess
+    import sys
+
+    from tuner import __version__
+
+    done = subprocess.run([sys.executable, "-m", "tuner", "--version"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"tuner {__version__}", done
+    helped = subprocess.run([sys.executable, "-m", "tuner", "export", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "{env,shell,run_cpu,hf,lightning}" in helped.stdout

@@ -162,3 +162,20 @@ def test_the_local_ray_listens_on_loopback_only_and_keeps_token_auth(tmp_path: P
                             "the tuner's own local Ray starts with token authentication (for a "
                             "Ray without it, start one yourself and give --ray-address)"]
     assert "(local, on loopback)" in seen["describe"]
+
+
+def test_a_waiting_trial_says_where_it_waits() -> None:
+    """A local run's trial waits on this machine, not "on the cluster" (issue 22)."""
+    from types import SimpleNamespace
+
+    from tuner.driver.executors.ray import RayExecutor
+    from tuner.driver.search.console import Console
+
+    assert RayExecutor().room == "on this machine"
+    assert RayExecutor(address="ray://head:10001").room == "on the cluster"
+    lines: list[str] = []
+    console = Console(lines.append, "USD", RayExecutor().room)
+    console.started_line("[2/4]", 1, "sweep", None, SimpleNamespace(waiting=True, cpus=2, gpus=0),
+                         60, "batch_size=16")
+    assert lines == ["[2/4] trial 1 waits for room on this machine (sweep, 2 CPUs, limit 1m00s): "
+                     "batch_size=16"]

@@ -12,8 +12,9 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from tuner import __version__
 from tuner.errors import (
     REGRESSION_EXIT_CODE,
     USAGE_EXIT_CODE,
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tuner", description=(
         "Search how a PyTorch job should run (batch size, workers, dtype, memory format, "
         "torch.compile, threads) with Optuna, Ray and MLflow."), epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"tuner {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     search = commands.add_parser("search", help="run (or resume) a search over a space file")
@@ -75,6 +77,16 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("doctor", help="what this machine has, and which knob choices it can run")
 
+    _add_result_commands(commands)
+
+    validate = commands.add_parser("validate", help="check a space file without running it")
+    validate.add_argument("space", help="search-space YAML file")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def _add_result_commands(commands: Any) -> None:
+    """`launch` and `export`: what a found config becomes in the user's own job."""
     launch = commands.add_parser(
         "launch", help="run your own command as the best config's trial ran: its preloads, "
         "OMP/KMP variables, threads, cores and numactl")
@@ -89,11 +101,6 @@ def _parser() -> argparse.ArgumentParser:
                         default="shell", help="env: KEY=VALUE lines; shell: lines to source; "
                         "run_cpu: a torch.backends.xeon.run_cpu command line; hf: "
                         "TrainingArguments fields; lightning: Trainer and DataLoader arguments")
-
-    validate = commands.add_parser("validate", help="check a space file without running it")
-    validate.add_argument("space", help="search-space YAML file")
-    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    return parser
 
 
 def _add_locations(parser: argparse.ArgumentParser) -> None:

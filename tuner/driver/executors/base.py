@@ -50,6 +50,11 @@ class Executor(ABC):
         time (the search then takes the host lock before `start`)."""
         return False
 
+    @property
+    def room(self) -> str:
+        """Where a trial waits for its CPUs (and GPU) to be free, for the console's words."""
+        return "on the cluster"
+
     @abstractmethod
     def describe(self) -> str:
         """Where trials run, in one line for the search's opening lines ("ray: 1 node, ...")."""

@@ -105,6 +105,10 @@ class RayExecutor(Executor):
         ray = sys.modules.get("ray")  # not imported here: start() sets Ray's switches first
         return self.address is None and not (ray is not None and ray.is_initialized())
 
+    @property
+    def room(self) -> str:
+        return "on the cluster" if self.address else "on this machine"
+
     def start(self) -> None:
         ray_loaded = sys.modules.get("ray")
         overruled = (_local_ray_environment() if not self.address and not (

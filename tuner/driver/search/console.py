@@ -28,9 +28,11 @@ def duration(seconds: float) -> str:
 class Console:
     """The search's lines, through `out`; `once` keeps a warning from repeating."""
 
-    def __init__(self, out: Callable[[str], None], currency: str) -> None:
+    def __init__(self, out: Callable[[str], None], currency: str,
+                 room: str = "on the cluster") -> None:
         self.out = out
         self.currency = currency
+        self.room = room  # where a trial waits for its cores: "on this machine" when local
         self.started = time.monotonic()
         self._said: set[str] = set()
 
@@ -96,6 +98,6 @@ class Console:
                      item: Any, limit_s: float, changes: str) -> None:
         again = f", retry of trial {retry}" if retry is not None else ""
         gpus = f", {item.gpus} GPU" if item.gpus else ""
-        verb = "waits for room on the cluster" if item.waiting else "started"
+        verb = f"waits for room {self.room}" if item.waiting else "started"
         self.out(f"{counter} trial {number} {verb} ({role}{again}, {item.cpus} "
                  f"CPUs{gpus}, limit {duration(limit_s)}): {changes}")

@@ -58,7 +58,7 @@ class Search:
         self.run_name = run_name  # the MLflow parent run's name (default: search-TIME)
         self.trials_budget = trials or space.budget.trials
         self.timeout_s = timeout_s or space.budget.timeout_s
-        self.console = Console(out, space.cost.currency)
+        self.console = Console(out, space.cost.currency, executor.room)
         self.running: dict[int, rs.Running] = {}
         self.submitted: list[Submitted] = []
         self.launched = 0
