@@ -179,3 +179,18 @@ def test_a_waiting_trial_says_where_it_waits() -> None:
                          60, "batch_size=16")
     assert lines == ["[2/4] trial 1 waits for room on this machine (sweep, 2 CPUs, limit 1m00s): "
                      "batch_size=16"]
+
+
+def test_a_rejected_trial_says_so_when_it_is_also_noisy() -> None:
+    """The guard's verdict is never hidden behind the noise verdict."""
+    from tuner import metrics as mx
+    from tuner.driver.search.console import Console
+    from tuner.trial import OK, TrialResult
+
+    metrics = {mx.SAMPLES_PER_SEC: 10.0, mx.SAMPLES_PER_DOLLAR: 1000.0, mx.STEP_TIME_CV: 0.2,
+               mx.NOISY: 1.0, mx.MEASURE_ROUNDS: 3.0, mx.SPEEDUP: 1.5}
+    result = TrialResult(status=OK, reason="guard loss 2.30 vs 0.70 (+229%)")
+    line = Console(print, "USD").result_line(3, result, metrics, 0.5, None)
+    assert line.startswith("  trial 3 REJECTED and NOISY after 3 rounds, never ranked: 10.00 "
+                           "samples/s (1.50x baseline)"), line
+    assert "; guard loss 2.30 vs 0.70" in line

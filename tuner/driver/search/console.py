@@ -58,10 +58,11 @@ class Console:
         elapsed = self.elapsed()
         if not result.ok:
             return f"  trial {number} {result.status}: {result.reason}  [{elapsed}]"
-        verdict = "REJECTED" if violation > 0 else "ok"
+        verdicts = ["REJECTED"] if violation > 0 else []  # said even when also noisy
         if metrics.get(mx.NOISY):
-            verdict = (f"NOISY after {metrics.get(mx.MEASURE_ROUNDS, 1):.0f} rounds, never "
-                       "ranked")
+            verdicts.append(f"NOISY after {metrics.get(mx.MEASURE_ROUNDS, 1):.0f} rounds, "
+                            "never ranked")
+        verdict = " and ".join(verdicts) or "ok"
         speedup = metrics.get(mx.SPEEDUP, 0.0)
         line = (f"  trial {number} {verdict}: {metrics[mx.SAMPLES_PER_SEC]:.2f} samples/s "
                 f"({speedup:.2f}x baseline), {metrics[mx.SAMPLES_PER_DOLLAR]:,.0f} "
