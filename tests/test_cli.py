@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -265,3 +266,41 @@ def test_version_and_python_dash_m_tuner() -> None:
     helped = subprocess.run([sys.executable, "-m", "tuner", "export", "--help"],
                             capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "{env,shell,run_cpu,hf,lightning}" in helped.stdout
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (("num_workers:", "num-workers:"), "knobs.num-workers: unknown knob; did you mean "
+                                       "num_workers?"),
+    (("budget:", "budgit:"), "budgit: unknown section; did you mean budget?"),
+    (("timeout_s: 300", "timout_s: 300"), "budget.timout_s: unknown field; did you mean "
+                                          "timeout_s?"),
+    (("dtype: [fp32, bf16]", "dtype: [fp32, bf61]"), "knobs.dtype.choices[1]: did you mean "
+                                                      "bf16?"),
+    (("name: tpe", "name: tpr"), "sampler.name: did you mean tpe?"),
+])
+def test_a_near_miss_says_did_you_mean(edit: tuple[str, str], expected: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    space = _bad_file(tmp_path, GOOD.read_text().replace(*edit, 1))
+    assert main(["validate", space]) == 2
+    assert expected in capsys.readouterr().err
+
+
+def test_script_friendly_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """--format json for validate, a --result-json that could not be written refused before
+    anything starts, and every subcommand's help shows an example (issue 22)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(GOOD), "--format", "json"]) == 0
+    checked = json.loads(capsys.readouterr().out)
+    assert checked["ok"] and checked["configs"] == 48 and checked["trials"] == 6
+    assert main(["search", "--space", str(GOOD), "--result-json", "missing/r.json"]) == 2
+    assert "--result-json: folder" in capsys.readouterr().err
+    assert main(["search", "--space", str(GOOD), "--result-json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["studies"]) == 2 and "no study storage" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    from tuner.driver.arguments import parser
+
+    commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, command in commands.items():
+        assert "example: tuner " + name in command.format_help(), name

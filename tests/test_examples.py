@@ -10,7 +10,7 @@ import shlex
 import yaml
 from conftest import ROOT
 
-from tuner.driver.cli import _parser
+from tuner.driver.arguments import parser as _parser
 
 NIGHTLY = ROOT / "examples" / "nightly"
 CLUSTER = ROOT / "examples" / "cluster"

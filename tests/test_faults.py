@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
@@ -120,3 +121,27 @@ def test_every_trial_fault_is_recorded_and_the_study_goes_on(ray_local, workdir:
         assert run.data.tags["tuner.status"] == trial.user_attrs[st.STATUS]
         assert run.info.status == ("FINISHED" if trial.state == TrialState.COMPLETE else "FAILED")
         assert run.data.tags["tuner.reason"] == trial.user_attrs.get(st.REASON, "")
+
+    # what a failed trial left to read: in Optuna, in MLflow (trial.log), named in its line
+    failed, crashed = outcome(1), outcome(2)
+    assert "Traceback" in failed.user_attrs[st.LOG]
+    assert "deliberate failure in the training step" in failed.user_attrs[st.LOG]
+    assert failed.user_attrs[st.LOG].count("deliberate failure") <= 2  # not the stderr copy too
+    assert crashed.user_attrs[st.LOG]  # no traceback: the process's last output
+    assert st.LOG not in outcome(16).user_attrs  # an ok trial keeps none
+    assert (f"trial {failed.number} failed: RuntimeError: deliberate failure in the training "
+            f"step (its log: tuner log --study chaos --trial {failed.number}") in out
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    log_text = mlflow.artifacts.load_text(f"runs:/{runs[str(failed.number)].info.run_id}/"
+                                          "trial.log")
+    assert log_text == failed.user_attrs[st.LOG]
+    assert main(["log", "--study", "chaos", "--trial", str(failed.number)]) == 0
+    printed = capsys.readouterr().out
+    assert "Traceback" in printed and f"trial {failed.number} failed" in printed
+    assert main(["log", "--study", "chaos", "--trial", str(outcome(16).number)]) == 0
+    assert "ended ok: nothing to read" in capsys.readouterr().out
+
+    # optuna-dashboard reads the objective's name and sorts by scalar attributes
+    assert study.metric_names == ["samples_per_sec"]
+    assert outcome(16).user_attrs["samples_per_sec"] == \
+        outcome(16).user_attrs[st.METRICS]["samples_per_sec"]

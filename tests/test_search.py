@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -30,12 +31,24 @@ def _runs(workdir: Path, experiment: str) -> tuple[list, list]:
     return parents, children
 
 
-def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys) -> None:
-    code = main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "4"])
+def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(workdir.parent / "step-summary.md"))
+    result_json = workdir.parent / "result.json"
+    code = main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "4",
+                 "--result-json", str(result_json)])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "trial 0 started (baseline" in out and "[4/4]" in out
     assert "speed-up" in out and "best config:" in out
+    # what a CI step reads, and the direct links into MLflow's UI
+    result = json.loads(result_json.read_text())
+    assert result["exit_code"] == 0 and result["trials"]["finished"] == 4
+    assert result["best"]["knobs"] == yaml.safe_load(
+        (workdir / "best" / "quick_train.yaml").read_text())["knobs"]
+    assert "### Top configs by samples_per_sec" in (workdir.parent / "step-summary.md").read_text()
+    assert "  this search: http://127.0.0.1:5000/#/experiments/" in out
+    assert "baseline and best trials compared: http://127.0.0.1:5000/#/compare-runs?runs=[" in out
 
     study = _study(workdir, "quick_train")
     trials = study.get_trials()
@@ -109,6 +122,14 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys) -> Non
     assert main(["best", "--study", "quick_train"]) == 0
     shown = capsys.readouterr().out
     assert "speed-up" in shown and "knobs:" in shown
+    assert main(["best", "--study", "quick_train", "--format", "json"]) == 0
+    shown_json = json.loads(capsys.readouterr().out)
+    assert shown_json["best"]["trial"] == shown_json["ranked"][0]["trial"]
+    assert main(["studies", "--format", "json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["study"] == "quick_train" and listed["trials"] == len(trials)
+    assert main(["best", "--study", "quick_trian"]) == 2
+    assert "did you mean quick_train?" in capsys.readouterr().err
 
 
 def test_guard_rejects_fp16_underflow_and_never_reports_it_best(ray_local, workdir: Path,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import reprlib
+from collections.abc import Iterable
 from typing import Any
 
 USAGE_EXIT_CODE = 2
@@ -19,6 +21,16 @@ def show(value: Any) -> str:
     """A value for an error message: short, one line, and never expanding a huge structure
     (YAML aliases can make a small file hold a billion items)."""
     return _SHORT.repr(value)
+
+
+def did_you_mean(word: Any, options: Iterable[str]) -> str:
+    """`did you mean batch_size? ` for a near miss (a typo, a dash for an underscore), else ''."""
+    if not isinstance(word, str):
+        return ""
+    by_folded = {option.lower().replace("-", "_"): option for option in options}
+    close = difflib.get_close_matches(word.lower().replace("-", "_"), list(by_folded), n=1,
+                                      cutoff=0.6)
+    return f"did you mean {by_folded[close[0]]}? " if close else ""
 
 
 def one_line(text: str) -> str:

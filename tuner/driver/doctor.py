@@ -84,10 +84,20 @@ def run_probe() -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def report() -> str:
-    cpu = cpu_facts()
+def facts() -> dict[str, Any]:
+    """Everything `tuner doctor` knows, as plain data (`--format json`)."""
     total, available = memory_gib()
-    probe = run_probe()
+    return {"cpu": cpu_facts(), "memory_gib": {"total": round(total, 1),
+                                               "available": round(available, 1)},
+            "torch": run_probe(),
+            "preloadable": {name: str(path) if (path := runtime_libs.find(name)) else None
+                            for name in runtime_libs.LIBRARIES},
+            "versions": versions()}
+
+
+def report(found: dict[str, Any] | None = None) -> str:
+    found = found or facts()
+    cpu, probe, memory = found["cpu"], found["torch"], found["memory_gib"]
     isa = ", ".join(f"{label} {'yes' if present else 'no'}"
                     for label, present in cpu["isa"].items())
     lines = [
@@ -96,7 +106,7 @@ def report() -> str:
         (f"  cores: {cpu['logical_cpus']} logical, {cpu['physical_cores'] or '?'} physical, "
         f"{cpu['usable_cpus']} usable here; NUMA nodes: {cpu['numa_nodes']} "
         f"(numactl: {cpu['numactl'] or 'not found: apt-get install numactl'})"),
-        f"memory: {total:.1f} GiB, {available:.1f} GiB available",
+        f"memory: {memory['total']:.1f} GiB, {memory['available']:.1f} GiB available",
     ]
     if "error" in probe:
         lines.append(f"torch: {probe['error']}")
@@ -111,11 +121,9 @@ def report() -> str:
             f"  IPEX: {probe['ipex']}",
         ]
     lines.append("libraries a trial can preload:")
-    for name in runtime_libs.LIBRARIES:
-        path = runtime_libs.find(name)
-        found = path if path else "not found: " + runtime_libs.LIBRARIES[name].install
-        lines.append(f"  {name}: {found}")
-    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    for name, path in found["preloadable"].items():
+        lines.append(f"  {name}: {path or 'not found: ' + runtime_libs.LIBRARIES[name].install}")
+    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in found["versions"].items()))
     if "availability" in probe:
         lines.append("knob choices on this machine:")
         for knob, verdicts in probe["availability"].items():

@@ -34,6 +34,7 @@ class Row:
     guard_losses: tuple[float, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
     confirms: int | None = None  # a confirming trial: the trial whose config it re-measured
+    log: str = ""  # a trial that did not end ok: its traceback and its output's tail
 
     @property
     def feasible(self) -> bool:
@@ -77,6 +78,7 @@ def row_of(trial: FrozenTrial) -> Row:
         guard_losses=tuple(attrs.get(st.GUARD_LOSSES, ())),
         info=attrs.get(st.INFO, {}),
         confirms=attrs.get(st.CONFIRMS),
+        log=attrs.get(st.LOG, ""),
     )
 
 

@@ -35,6 +35,7 @@ CONFIRMS = "confirms"  # user attr of a confirming trial: the trial it re-measur
 STEP_TIMES = "step_times_s"
 GUARD_LOSSES = "guard_losses"
 INFO = "info"  # where and how it ran: node, host, env set, versions, note
+LOG = "log"  # a trial that did not end ok: its traceback and the tail of its output
 
 # study user attributes
 GUARD_REFERENCE = "guard_reference"
@@ -91,6 +92,7 @@ def open_study(space: Space, storage: str | optuna.storages.BaseStorage,
     done = len(study.get_trials(deepcopy=False))
     if done:
         study.sampler = make_sampler(space, done)
+    study.set_metric_names(list(space.objectives))  # optuna-dashboard's axis and column names
     study.set_user_attr(SPACE_SOURCE, space.source)
     study.set_user_attr(OBJECTIVE, space.objective)
     study.set_user_attr(OBJECTIVES, list(space.objectives))

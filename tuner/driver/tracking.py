@@ -32,6 +32,9 @@ EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 
 
+TRIAL_LOG = "trial.log"  # a failed trial's traceback and output, an artifact of its run
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -145,6 +148,8 @@ class Tracker:
         for start in range(0, max(len(batch), 1), 900):  # MLflow takes 1000 items a batch
             self.client.log_batch(run_id, metrics=batch[start:start + 900],
                                   tags=tags if start == 0 else [])
+        if row.log:
+            self.client.log_text(run_id, row.log, TRIAL_LOG)
         self.client.set_terminated(run_id, status="FINISHED" if row.status == "ok" else "FAILED")
         return run_id
 

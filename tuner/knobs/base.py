@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from tuner.errors import show
+from tuner.errors import did_you_mean, show
 
 
 class UnsupportedChoice(Exception):
@@ -128,7 +128,8 @@ class Knob:
             value = "on" if value else "off"  # YAML 1.1 reads a bare on/off as a boolean
         if self.allowed is not None:
             if value not in self.allowed:
-                raise ValueError(f"must be one of {list(self.allowed)}, got {show(value)}")
+                hint = did_you_mean(value, map(str, self.allowed))
+                raise ValueError(f"{hint}must be one of {list(self.allowed)}, got {show(value)}")
             return value
         if self.integer:
             if isinstance(value, bool) or not isinstance(value, int) or value < self.min_value:

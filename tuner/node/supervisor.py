@@ -183,7 +183,7 @@ def _result_of(launch: _Launch, folder: Path, returncode: int, timed_out: bool,
         reason, last_words = _reason_of_death(returncode, stderr_tail)
         result = killed_result(_status_of_death(returncode), reason,
                                read_progress_now(progress_path), launch.started_at, last_words)
-    result.info["stderr_tail"] = stderr_tail[-800:] if not result.ok else ""
+    result.info["stderr_tail"] = stderr_tail if not result.ok else ""
     return result
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from tuner import metrics as mx
 from tuner.driver import ranking as rk
+from tuner.driver.search.results import trial_log
 from tuner.trial import TrialResult
 
 
@@ -29,10 +30,11 @@ class Console:
     """The search's lines, through `out`; `once` keeps a warning from repeating."""
 
     def __init__(self, out: Callable[[str], None], currency: str,
-                 room: str = "on the cluster") -> None:
+                 room: str = "on the cluster", study: str = "") -> None:
         self.out = out
         self.currency = currency
         self.room = room  # where a trial waits for its cores: "on this machine" when local
+        self.study = study  # named in the command that prints a failed trial's log
         self.started = time.monotonic()
         self._said: set[str] = set()
 
@@ -57,7 +59,9 @@ class Console:
         """`trial 4 ok: 11.13 samples/s (4.99x baseline), ...  | best ...  [14m02s]`."""
         elapsed = self.elapsed()
         if not result.ok:
-            return f"  trial {number} {result.status}: {result.reason}  [{elapsed}]"
+            where = (f" (its log: tuner log --study {self.study} --trial {number}, or "
+                     f"trial.log in MLflow)" if trial_log(result) else "")
+            return f"  trial {number} {result.status}: {result.reason}{where}  [{elapsed}]"
         verdicts = ["REJECTED"] if violation > 0 else []  # said even when also noisy
         if metrics.get(mx.NOISY):
             verdicts.append(f"NOISY after {metrics.get(mx.MEASURE_ROUNDS, 1):.0f} rounds, "

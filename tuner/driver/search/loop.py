@@ -58,7 +58,7 @@ class Search:
         self.run_name = run_name  # the MLflow parent run's name (default: search-TIME)
         self.trials_budget = trials or space.budget.trials
         self.timeout_s = timeout_s or space.budget.timeout_s
-        self.console = Console(out, space.cost.currency, executor.room)
+        self.console = Console(out, space.cost.currency, executor.room, self.study_name)
         self.running: dict[int, rs.Running] = {}
         self.submitted: list[Submitted] = []
         self.launched = 0
@@ -120,6 +120,8 @@ class Search:
         self.heartbeats.stop(ended=parent_closed)
         outcome.records_missing = self.records.final_sync(
             self.study, self.where, parent_closed, lambda: self._finish_parent(outcome, False))
+        tracker = self.records.tracker
+        outcome.mlflow_ids = (tracker.experiment_id, tracker.parent_run_id or "")
         return outcome
 
     def _stop_after(self, error: BaseException) -> None:

@@ -16,13 +16,41 @@ from tuner.driver import cost, limits
 from tuner.driver import guard as gd
 from tuner.driver import study as st
 from tuner.driver.space import Space
-from tuner.trial import LOST, OOM, PRUNED, TIMEOUT, UNSUPPORTED, TrialResult
+from tuner.trial import (
+    CRASHED,
+    FAILED,
+    LOST,
+    OOM,
+    PRUNED,
+    TIMEOUT,
+    UNSUPPORTED,
+    TrialResult,
+)
 
 # what the storage keeps of where and how a trial ran (the rest of result.info is transient)
 INFO_KEPT = ("note", "node_id", "hostname", "env_set", "versions", "memory_limit_mb",
              "pinned_cores", "affinity", "preloaded", "torch_threads", "interop_threads",
              "placement", "memory_policy", "scenario", "gpu", "gpu_ids", "started_at",
              "ended_at", "device", "cpu_features", "gpu_capability", "niceness", "progress")
+
+
+# the figures kept as attributes of their own too (the metrics blob holds them all)
+SCALAR_ATTRS = (mx.SAMPLES_PER_SEC, mx.SAMPLES_PER_DOLLAR, mx.SPEEDUP, mx.STEP_TIME_CV)
+LOGGED = (FAILED, OOM, TIMEOUT, CRASHED)  # statuses whose output a user needs to read
+LOG_CHARS = 8000  # of a failed trial's output kept: the traceback's end and the last lines
+
+
+def trial_log(result: TrialResult) -> str:
+    """What a trial that did not end ok left to read: its traceback and its output's tail."""
+    if result.status not in LOGGED:
+        return ""
+    parts = []
+    if result.info.get("traceback"):
+        parts.append(str(result.info["traceback"]).rstrip())
+    tail = str(result.info.get("stderr_tail", "")).rstrip()
+    if tail and tail not in "\n".join(parts):
+        parts.append("-- the trial process's last output --\n" + tail)
+    return "\n\n".join(parts)[-LOG_CHARS:]
 
 
 @dataclass
@@ -75,7 +103,12 @@ def interpret(study: Any, space: Space, running: Running, result: TrialResult) -
     verdict = Interpreted(metrics, found, attrs={
         st.STATUS: result.status, st.REASON: result.reason, st.METRICS: metrics,
         st.CONSTRAINT: found, st.STEP_TIMES: result.step_times_s,
-        st.GUARD_LOSSES: result.guard_losses, st.INFO: info})
+        st.GUARD_LOSSES: result.guard_losses, st.INFO: info,
+        # scalars beside the metrics blob: what optuna-dashboard's trial table can sort by
+        **{name: metrics[name] for name in SCALAR_ATTRS if name in metrics}})
+    log = trial_log(result)
+    if log:
+        verdict.attrs[st.LOG] = log
     if result.status == OOM:
         verdict.constraint = 1.0  # infeasible: the sampler moves away
     if result.ok:

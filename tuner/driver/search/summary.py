@@ -25,6 +25,7 @@ class Outcome:
     best_path: Path | None
     launched: int = 0
     records_missing: str | None = None  # what MLflow lacks at the end, if it stayed down
+    mlflow_ids: tuple[str, str] | None = None  # (experiment id, the search's run id)
 
 
 def outcome_of(study: Any, space: Space, where: Locations, study_name: str,

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from tuner.errors import SpaceError, show
+from tuner.errors import SpaceError, did_you_mean, show
 
 T = TypeVar("T")
 Check = Callable[[Any, str], Any]  # (raw value, field path) -> the checked value
@@ -37,7 +37,8 @@ class FieldReader:
                 plain = (key if isinstance(key, str) and key.isprintable() and len(key) <= 60
                          else show(key))
                 name = f"{field_path}.{plain}" if field_path else plain
-                raise self.fail(name, f"unknown {what}; allowed: {', '.join(allowed)}")
+                raise self.fail(name, f"unknown {what}; {did_you_mean(key, allowed)}allowed: "
+                                f"{', '.join(allowed)}")
         return raw
 
     def integer(self, raw: Any, field_path: str, low: int, high: int) -> int:
@@ -69,7 +70,8 @@ class FieldReader:
         if not isinstance(raw, str) or not raw.strip():
             raise self.fail(field_path, f"must be a non-empty string, got {type_name(raw)}")
         if allowed is not None and raw not in allowed:
-            raise self.fail(field_path, f"must be one of {', '.join(allowed)}; got {show(raw)}")
+            raise self.fail(field_path, f"{did_you_mean(raw, allowed)}must be one of "
+                            f"{', '.join(allowed)}; got {show(raw)}")
         return raw
 
     def optional_string(self, raw: Any, field_path: str) -> str | None:

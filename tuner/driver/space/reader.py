@@ -32,7 +32,7 @@ from tuner.driver.space.model import (
     _devices,
     powers_of_two,
 )
-from tuner.errors import show
+from tuner.errors import did_you_mean, show
 from tuner.knobs import REGISTRY, active_values
 from tuner.trial import MeasureSettings, WorkloadSpec
 from tuner.workloads.registry import BUILTIN_WORKLOADS
@@ -172,7 +172,8 @@ class SpaceReader(FieldReader):
         spaces: dict[str, KnobSpace] = {}
         for name in raw:
             if name not in REGISTRY:
-                raise self.fail(f"knobs.{name}", f"unknown knob; known: {', '.join(REGISTRY)}")
+                raise self.fail(f"knobs.{name}", f"unknown knob; {did_you_mean(name, REGISTRY)}"
+                                f"known: {', '.join(REGISTRY)}")
         for name in REGISTRY:  # registry order: a condition's knob comes first
             if name in raw:
                 spaces[name] = self.knob(name, raw[name])
