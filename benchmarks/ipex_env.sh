@@ -17,7 +17,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 # PyPI's torch 2.8 for Linux is the CUDA build (it pulls the nvidia-* wheels, ~3 GB); it runs
 # on CPU. torchvision 0.23 is the release built against torch 2.8.
 "$venv/bin/pip" install -q "torch==2.8.*" "torchvision==0.23.*" "intel-extension-for-pytorch==2.8.*"
-"$venv/bin/pip" install -q -e "$repo[test,cpu]"
+"$venv/bin/pip" install -q -e "$repo[test]"
 "$venv/bin/pip" list 2>/dev/null | grep -Ei "^(torch|torchvision|intel.extension.for.pytorch) "
 "$venv/bin/tuner" doctor | grep -E "torch:|IPEX|ipex"
 cd "$repo"

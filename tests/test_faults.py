@@ -123,11 +123,10 @@ def test_every_trial_fault_is_recorded_and_the_study_goes_on(ray_local, workdir:
         assert run.data.tags["tuner.reason"] == trial.user_attrs.get(st.REASON, "")
 
     # what a failed trial left to read: in Optuna, in MLflow (trial.log), named in its line
-    failed, crashed = outcome(1), outcome(2)
+    failed = outcome(1)
     assert "Traceback" in failed.user_attrs[st.LOG]
     assert "deliberate failure in the training step" in failed.user_attrs[st.LOG]
     assert failed.user_attrs[st.LOG].count("deliberate failure") <= 2  # not the stderr copy too
-    assert crashed.user_attrs[st.LOG]  # no traceback: the process's last output
     assert st.LOG not in outcome(16).user_attrs  # an ok trial keeps none
     assert (f"trial {failed.number} failed: RuntimeError: deliberate failure in the training "
             f"step (its log: tuner log --study chaos --trial {failed.number}") in out

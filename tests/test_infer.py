@@ -20,7 +20,7 @@ from tuner.driver.cli import main
 from tuner.trial import UNSUPPORTED, WorkloadSpec
 
 needs_torchao = pytest.mark.skipif(util.find_spec("torchao") is None,
-                                   reason="needs torchao (pip install -e .[cpu])")
+                                   reason="needs torchao (pip install -e .)")
 
 
 def test_percentile_interpolates_like_numpy() -> None:
@@ -126,7 +126,7 @@ def test_shipped_cpu_infer_space_runs_in_quick_mode(ray_local, workdir: Path, ca
 @pytest.mark.slow
 def test_onnxruntime_backend_runs_the_exported_model_with_the_same_accuracy() -> None:
     if any(util.find_spec(m) is None for m in ("onnxruntime", "onnx", "onnxscript")):
-        pytest.skip("needs onnxruntime, onnx, onnxscript (pip install -e .[cpu])")
+        pytest.skip("needs onnxruntime, onnx, onnxscript (pip install -e .)")
     ort = run(trial_config("digits_cnn", guard=True, backend="onnxruntime", batch_size=64,
                            threads=1))
     assert ort.status == "ok", ort.reason

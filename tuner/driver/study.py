@@ -92,7 +92,9 @@ def open_study(space: Space, storage: str | optuna.storages.BaseStorage,
     done = len(study.get_trials(deepcopy=False))
     if done:
         study.sampler = make_sampler(space, done)
-    study.set_metric_names(list(space.objectives))  # optuna-dashboard's axis and column names
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, still so in 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(space.objectives))  # optuna-dashboard's names for values
     study.set_user_attr(SPACE_SOURCE, space.source)
     study.set_user_attr(OBJECTIVE, space.objective)
     study.set_user_attr(OBJECTIVES, list(space.objectives))

@@ -32,7 +32,7 @@ class Backend(Knob):
                    if util.find_spec(module) is None]
         if missing:
             return (f"backend={value}: {', '.join(missing)} not installed "
-                    f"(pip install {' '.join(missing)}, or .[cpu])")
+                    f"(pip install {' '.join(missing)}; the main install has them)")
         return None
 
     def apply(self, value: Any, setup: RunSetup) -> None:
