@@ -91,7 +91,7 @@ def test_a_reviewer_finds_runs_metrics_and_artifacts_in_the_mlflow_ui(
         ray_local, workdir: Path, capsys, request: pytest.FixtureRequest) -> None:
     assert main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "3",
                  "--set", "objective=[samples_per_sec, samples_per_dollar]"]) == 0
-    capsys.readouterr()
+    out = capsys.readouterr().out
     server = request.getfixturevalue("mlflow_server")
     driver = request.getfixturevalue("browser")
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
@@ -100,6 +100,18 @@ def test_a_reviewer_finds_runs_metrics_and_artifacts_in_the_mlflow_ui(
     [parent] = [r for r in runs if r.data.tags.get("tuner.kind") == "search"]
     trial = next(r for r in runs if r.data.tags.get("tuner.trial") == "1")
     base = f"{server}/#/experiments/{experiment.experiment_id}"
+
+    # the links the review lines print, opened in a fresh browser profile: the search's run
+    # with its figures, and its trials side by side with their knobs and measurements
+    links = {line.split(": ", 1)[0].strip(): line.split(": ", 1)[1].replace(
+        "http://127.0.0.1:5000", server) for line in out.splitlines()
+        if line.startswith("  ") and "http://127.0.0.1:5000/#/" in line}
+    _page_text(driver, links["this search"], "best_samples_per_sec", "best_speedup",
+               "baseline_samples_per_sec")
+    _screenshot(driver, workdir.parent, "first-screen")
+    _page_text(driver, links["baseline and best trials compared"], "trial-000", "batch_size",
+               "samples_per_sec", "step_time_median_s")
+    _screenshot(driver, workdir.parent, "compared")
 
     # the experiment's runs table: the search and its trials (nested under it)
     _page_text(driver, f"{base}/runs", parent.info.run_name, "4 matching runs")
@@ -113,8 +125,8 @@ def test_a_reviewer_finds_runs_metrics_and_artifacts_in_the_mlflow_ui(
 
     # its artifacts: the summary table, the plots, the best config, the fingerprint
     _page_text(driver, f"{base}/runs/{parent.info.run_id}/artifacts", "summary.md",
-               "optimization_history.png", "knob_importance.png", "pareto_front.png",
-               "fingerprint.json", "quick_train.yaml")
+               "optimization_history.png", "knob_effects.png", "knob_effects.md",
+               "pareto_front.png", "fingerprint.json", "quick_train.yaml")
     from selenium.webdriver.common.by import By
 
     driver.find_element(By.XPATH, "//*[text()='summary.md']").click()

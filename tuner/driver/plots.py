@@ -63,10 +63,10 @@ def history_plot(all_rows: list[Row], objective: str, path: Path) -> Path | None
 
 
 def importance_plot(study: Any, objective: str, path: Path) -> Path | None:
-    """Which knobs mattered for the objective (Optuna's parameter importances over the measured
-    trials). None when there is too little to tell (fewer than two distinct measured configs).
-    Negated target: Optuna's default evaluator (PED-ANOVA) ranks knobs by how they reach low
-    values, and ours are maximised."""
+    """Optuna's parameter importances over the measured trials; drawn only when the sampler's
+    own trials support a fitted model (tuner.driver.effects.importance_supported). Negated
+    target: Optuna's default evaluator (PED-ANOVA) ranks knobs by how they reach low values,
+    and ours are maximised."""
     import warnings
 
     import optuna
@@ -94,6 +94,36 @@ def importance_plot(study: Any, objective: str, path: Path) -> Path | None:
     axes.barh(names, [importances[name] for name in names], color="tab:blue")
     axes.set_xlabel(f"importance for {objective} (Optuna, sums to 1)")
     axes.set_title("Which knobs mattered")
+    return _save(figure, path)
+
+
+def effects_plot(all_rows: list[Row], objective: str, knob_names: list[str],
+                 path: Path) -> Path | None:
+    """Each knob's measured effect (tuner.driver.effects): the objective with that knob's other
+    value, relative to the best config's choice; bars grey within the pair's noise. None when
+    no two measured trials differ in one knob only."""
+    from tuner.driver.effects import knob_effects, never_apart
+
+    effects = knob_effects(all_rows, objective)
+    if not effects:
+        return None
+    plt = _pyplot()
+    effects = effects[::-1]  # the first knob on top
+    figure, axes = plt.subplots(figsize=(11, 0.35 * len(effects) + 2), dpi=110)
+    colours = ["tab:grey" if e.within_noise else "tab:green" if e.ratio > 1 else "tab:red"
+               for e in effects]
+    axes.barh([f"{e.label} (best: {e.best_value}): {e.ratio:.2f}x, trial {e.trial} vs "
+               f"{e.against}" for e in effects],
+              [e.ratio - 1.0 for e in effects], left=1.0, color=colours,
+              xerr=[e.spread * e.ratio for e in effects], ecolor="black", capsize=2)
+    axes.axvline(1.0, color="black", linewidth=1)
+    axes.set_xlabel(f"{objective}, relative to the best config (1.0)")
+    untested = never_apart(all_rows, objective, knob_names)
+    title = "What each knob did (measured one knob apart)"
+    if untested:
+        title += f"\nnever measured apart: {', '.join(untested)}"
+    axes.set_title(title, fontsize=10)
+    axes.grid(True, axis="x", alpha=0.3)
     return _save(figure, path)
 
 

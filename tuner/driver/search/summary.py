@@ -12,6 +12,7 @@ from typing import Any
 from tuner import metrics as mx
 from tuner.driver import ranking as rk
 from tuner.driver import report as rp
+from tuner.driver.effects import effects_markdown, importance_supported
 from tuner.driver.search.console import Console
 from tuner.driver.space import Space
 from tuner.driver.stores import Locations
@@ -70,6 +71,8 @@ def summary_of(outcome: Outcome, study: Any, space: Space, where: Locations,
     texts = {"summary.txt": outcome.table + "\n\n" + "\n".join(rp.failure_lines(outcome.rows)),
              "summary.md": rp.markdown_summary(outcome.rows, space.objective,
                                                space.cost.currency, space.objectives),
+             "knob_effects.md": effects_markdown(outcome.rows, space.objective,
+                                                 list(space.knobs)),
              "fingerprint.json": fingerprint(outcome)}
     files = [outcome.best_path] if outcome.best_path else []
     files += plots(outcome, study, space, where, console)
@@ -87,8 +90,11 @@ def plots(outcome: Outcome, study: Any, space: Space, where: Locations,
     try:
         made.append(figures.history_plot(outcome.rows, space.objective,
                                          folder / "optimization_history.png"))
-        made.append(figures.importance_plot(study, space.objective,
-                                            folder / "knob_importance.png"))
+        made.append(figures.effects_plot(outcome.rows, space.objective, list(space.knobs),
+                                         folder / "knob_effects.png"))
+        if importance_supported(study.get_trials(deepcopy=False), list(space.knobs)):
+            made.append(figures.importance_plot(study, space.objective,
+                                                folder / "knob_importance.png"))
         if len(space.objectives) > 1 or len(space.devices()) > 1:
             made.append(figures.pareto_plot(outcome.rows, space.objectives,
                                             folder / "pareto_front.png", space.cost.currency))
