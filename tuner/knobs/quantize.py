@@ -30,7 +30,8 @@ class Quantize(Knob):
         try:
             metadata.version("torchao")
         except metadata.PackageNotFoundError:
-            return f"quantize={value}: torchao is not installed (pip install torchao; the main install has it)"
+            return (f"quantize={value}: torchao is not installed (pip install torchao; the main "
+                    "install has it)")
         if value == "static_int8" and on_cuda(values):
             return "quantize=static_int8 uses the x86 inductor quantizer: CPU only"
         if value == "static_int8" and host.cxx_compiler is None:
