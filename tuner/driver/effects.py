@@ -59,7 +59,7 @@ def knob_effects(all_rows: list[Row], objective: str) -> list[Effect]:
         return []
     best = best_rows[0].knobs
     rows = _measured(all_rows)
-    by_config = {}
+    by_config: dict[str, Row] = {}
     for row in rows:  # a config measured twice (a confirmation): its first measurement
         by_config.setdefault(config_key(row.knobs), row)
     found: dict[tuple[str, str], Effect] = {}
