@@ -39,6 +39,7 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys,
                  "--result-json", str(result_json)])
     out = capsys.readouterr().out
     assert code == 0, out
+    best_knobs = yaml.safe_load((workdir / "best" / "quick_train.yaml").read_text())["knobs"]
     assert "trial 0 started (baseline" in out and "[4/4]" in out
     assert "speed-up" in out and "best config:" in out
     # what a CI step reads, and the direct links into MLflow's UI
@@ -87,6 +88,20 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys,
             assert run.data.metrics["step_time_median_s"] > 0
             assert "peak_rss_mb" in run.data.metrics
     assert parents[0].data.metrics["best_samples_per_sec"] > 0
+    # the parent run: the space's settings and the best config as params, the resolved space
+    # and the command as artifacts, the best so far stepped by trial (issue 22)
+    parent = parents[0]
+    assert parent.data.params["space.budget.trials"] == "6"
+    assert parent.data.params["space.knobs.batch_size"] == "[16, 64, 256]"
+    assert parent.data.params["best.batch_size"] == str(best_knobs["batch_size"])
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    history = client.get_metric_history(parent.info.run_id, "best_so_far_samples_per_sec")
+    assert [m.step for m in history] == [0, 1, 2, 3]
+    assert history[-1].value == parent.data.metrics["best_samples_per_sec"]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"space.resolved.yaml", "command.txt", "knob_effects.md"} <= artifacts, artifacts
+    command = client.download_artifacts(parent.info.run_id, "command.txt", str(workdir.parent))
+    assert Path(command).read_text().startswith("tuner search --space ")
 
     best = yaml.safe_load((workdir / "best" / "quick_train.yaml").read_text())
     assert best["study"] == "quick_train" and best["knobs"]["batch_size"] in (16, 64, 256)

@@ -138,3 +138,17 @@ def test_pass_env_names_variables_and_nothing_else() -> None:
                          ("[1X]", "not a variable name"), ("[3]", "must be a non-empty string")):
         with pytest.raises(SpaceError, match=f"trial.pass_env.*{message}"):
             parse_space(text.replace("[DATA_DIR, HF_TOKEN_FILE]", bad))
+
+
+def test_a_resolved_space_is_a_space_file_that_reads_back_the_same() -> None:
+    """`tuner validate --print-config` and the search's space.resolved.yaml artifact: every
+    shipped space, written back with its defaults, loads to the same Space (issue 22)."""
+    from tuner.driver.space.resolved import as_params, resolved_yaml
+
+    for path in sorted(SPACES.glob("*.yaml")):
+        space = load_space(path, ["budget.trials=7"])
+        text = resolved_yaml(space)
+        assert parse_space(text, source=str(path), default_study="other") == space, path
+        assert "trials: 7" in text and "warmup_steps:" in text  # overrides and defaults
+        params = as_params(space)
+        assert params["space.budget.trials"] == "7" and len(params) < 100  # one MLflow batch

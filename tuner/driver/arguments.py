@@ -99,6 +99,9 @@ def _add_reading_commands(commands: Any) -> None:
                                    "--set budget.trials=4")
     validate.add_argument("space", help="search-space YAML file")
     validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    validate.add_argument("--print-config", action="store_true",
+                          help="print the space as the tuner reads it: overrides applied, "
+                          "every default written out (a valid space file itself)")
     _add_format(validate)
 
 

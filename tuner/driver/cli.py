@@ -19,6 +19,19 @@ from tuner.driver import arguments
 from tuner.errors import RecordsIncomplete, SearchAborted, UserError, one_line
 
 
+def _command_line(argv: list[str]) -> str:
+    """The command as typed, a password in any URL masked: an artifact of the search's run."""
+    from tuner.driver.stores import redact
+
+    def masked(arg: str) -> str:
+        flag, equals, value = arg.partition("=")
+        if equals and "://" in value and flag.startswith("--"):
+            return f"{flag}={redact(value)}"
+        return redact(arg) if "://" in arg else arg
+
+    return shlex.join(["tuner", *map(masked, argv)])
+
+
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
@@ -28,6 +41,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     space = load_space(args.space, args.set)
     trusted = ":" in space.workload.name or bool(space.workload.job)  # code the tuner will run
+    if args.print_config:
+        from tuner.driver.space.resolved import resolved, resolved_yaml
+
+        if args.format == "json":
+            _print_json(resolved(space))
+        else:
+            print(resolved_yaml(space), end="")
+        return 0
     if args.format == "json":
         _print_json({"space": args.space, "ok": True, "study": space.study,
                      "workload": space.workload.name, "configs": space.size(),
@@ -84,7 +105,7 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
     outcome = Search(space, where, RayExecutor(args.ray_address, runtime_env),
                      study_name=night.study_name, trials=args.trials, timeout_s=args.timeout,
                      experiment=space.study, hooks=night, start_tags=night.start_tags,
-                     run_name=night.run_name).run()
+                     run_name=night.run_name, command_line=_command_line(args.argv)).run()
     print()
     print(outcome.table)
     verdict = night.judge(outcome)
@@ -116,7 +137,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     check_result_path(args.result_json)
     where = locations(space, args.workdir, args.storage, args.tracking_uri)
     outcome = Search(space, where, RayExecutor(args.ray_address, runtime_env),
-                     study_name=args.study, trials=args.trials, timeout_s=args.timeout).run()
+                     study_name=args.study, trials=args.trials, timeout_s=args.timeout,
+                     command_line=_command_line(args.argv)).run()
     print()
     print(outcome.table)
     if outcome.best_path is not None:
@@ -228,7 +250,9 @@ COMMANDS = {"search": _cmd_search, "nightly": _cmd_nightly, "best": _cmd_best,
 
 def main(argv: list[str] | None = None) -> int:
     _line_buffered()
+    argv = sys.argv[1:] if argv is None else argv
     args = arguments.parser().parse_args(argv)
+    args.argv = argv
     try:
         return COMMANDS[args.command](args)
     except UserError as error:

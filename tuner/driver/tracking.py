@@ -91,7 +91,12 @@ class Tracker:
         self.study = study or experiment  # nightly studies of one space share its experiment
 
     def start_search(self, study: str, space_source: str, tags: dict[str, str],
-                     run_name: str | None = None) -> str:
+                     run_name: str | None = None, params: dict[str, str] | None = None,
+                     texts: dict[str, str] | None = None) -> str:
+        """The search's parent run: its tags, the space's settings as params, and `texts`
+        (the resolved space, the command line) as artifacts."""
+        from mlflow.entities import Param
+
         run_tags = {
             "tuner.study": study, "tuner.space": space_source, "tuner.kind": "search",
             **{f"host.{key}": value for key, value in host_fingerprint().items()},
@@ -102,6 +107,11 @@ class Tracker:
                                      run_name=(run_name or
                                                f"search-{time.strftime('%Y%m%d-%H%M%S')}"))
         self.parent_run_id = run.info.run_id
+        if params:
+            self.client.log_batch(self.parent_run_id, params=[
+                Param(key, value) for key, value in params.items()])
+        for artifact_file, text in (texts or {}).items():
+            self.client.log_text(self.parent_run_id, text, artifact_file)
         return self.parent_run_id
 
     def start_trial(self, trial_number: int, knobs: dict[str, Any], tags: dict[str, str]) -> str:
@@ -192,17 +202,26 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
     def finish_search(self, metrics: dict[str, float], tags: dict[str, str],
-                      texts: dict[str, str], files: list[Path], failed: bool = False) -> None:
-        from mlflow.entities import Metric, RunTag
+                      texts: dict[str, str], files: list[Path], failed: bool = False,
+                      params: dict[str, str] | None = None,
+                      steps: list[tuple[str, float, int]] | None = None) -> None:
+        from mlflow.entities import Metric, Param, RunTag
 
         if self.parent_run_id is None:
             return
         now = _now_ms()
+        logged = self.client.get_run(self.parent_run_id).data.params
         self.client.log_batch(
             self.parent_run_id,
             metrics=[Metric(name, float(value), now, 0) for name, value in metrics.items()],
             tags=[RunTag(key, value) for key, value in tags.items()],
+            # a param is written once: a search summarised again (MLflow was down) keeps it
+            params=[Param(key, value) for key, value in (params or {}).items()
+                    if key not in logged],
         )
+        stepped = [Metric(name, float(value), now, step) for name, value, step in steps or []]
+        for start in range(0, len(stepped), 900):  # MLflow takes 1000 items a batch
+            self.client.log_batch(self.parent_run_id, metrics=stepped[start:start + 900])
         for artifact_file, text in texts.items():
             self.client.log_text(self.parent_run_id, text, artifact_file)
         for path in files:

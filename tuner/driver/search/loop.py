@@ -30,6 +30,7 @@ from tuner.driver.search.schedule import Schedule
 from tuner.driver.search.summary import Outcome, outcome_of, summary_of
 from tuner.driver.search.tell import Teller
 from tuner.driver.space import Space
+from tuner.driver.space.resolved import as_params, resolved_yaml
 from tuner.driver.storage import StorageFailed
 from tuner.driver.stores import Locations, ensure_local_folders, preflight, redact
 from tuner.errors import SearchAborted
@@ -47,7 +48,8 @@ class Search:
                  study_name: str | None = None, trials: int | None = None,
                  timeout_s: float | None = None, out: Any = print,
                  experiment: str | None = None, hooks: SearchHooks | None = None,
-                 start_tags: dict[str, str] | None = None, run_name: str | None = None) -> None:
+                 start_tags: dict[str, str] | None = None, run_name: str | None = None,
+                 command_line: str = "") -> None:
         self.space = space
         self.where = where
         self.executor = executor
@@ -56,6 +58,7 @@ class Search:
         self.hooks = hooks or SearchHooks()
         self.start_tags = start_tags or {}
         self.run_name = run_name  # the MLflow parent run's name (default: search-TIME)
+        self.command_line = command_line  # as typed, passwords masked: an artifact of the run
         self.trials_budget = trials or space.budget.trials
         self.timeout_s = timeout_s or space.budget.timeout_s
         self.console = Console(out, space.cost.currency, executor.room, self.study_name)
@@ -161,9 +164,13 @@ class Search:
         out(f"study {self.study_name}: {self.to_run} trials to run ({done_before} already "
             f"done), {space.size()} configs in the space, time budget "
             f"{duration(self.timeout_s)}")
+        texts = {"space.resolved.yaml": resolved_yaml(space)}
+        if self.command_line:
+            texts["command.txt"] = self.command_line + "\n"
         parent = self.records.call(self.records.tracker.start_search, self.study_name,
                                    space.source, {"tuner.objective": " and ".join(space.objectives),
-                                                  **self.start_tags}, self.run_name)
+                                                  **self.start_tags}, self.run_name,
+                                   as_params(space), texts)
         session = parent if isinstance(parent, str) else f"unlogged-{uuid.uuid4().hex}"
         self.heartbeats = rc.Heartbeats(self.study, session, space.trial.heartbeat_s,
                                         space.trial.grace_s, self.console.out)
@@ -350,7 +357,8 @@ class Search:
         summary.tags.update(tags)
         summary.texts.update(texts)
         return self.records.call(self.records.tracker.finish_search, summary.metrics,
-                                 summary.tags, summary.texts, summary.files, failed) is not None
+                                 summary.tags, summary.texts, summary.files, failed,
+                                 summary.params, summary.steps) is not None
 
 
 def _interrupt_on_sigterm() -> None:

@@ -5,7 +5,7 @@ summary (metrics, tags, text files, figures), with whatever a hook adds (nightly
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ class Summary:
     tags: dict[str, str]
     texts: dict[str, str]
     files: list[Path]
+    params: dict[str, str] = field(default_factory=dict)  # the best config: best.<knob>
+    steps: list[tuple[str, float, int]] = field(default_factory=list)  # (metric, value, trial)
 
 
 def summary_of(outcome: Outcome, study: Any, space: Space, where: Locations,
@@ -76,7 +78,22 @@ def summary_of(outcome: Outcome, study: Any, space: Space, where: Locations,
              "fingerprint.json": fingerprint(outcome)}
     files = [outcome.best_path] if outcome.best_path else []
     files += plots(outcome, study, space, where, console)
-    return Summary(metrics, tags, texts, files)
+    params = {f"best.{knob}": str(value) for knob, value in best[0].knobs.items()} if best else {}
+    return Summary(metrics, tags, texts, files, params, best_so_far(outcome.rows, space.objective))
+
+
+def best_so_far(all_rows: list[rk.Row], objective: str) -> list[tuple[str, float, int]]:
+    """`best_so_far_<objective>` stepped by trial number: the search's progress as MLflow's
+    chart of the parent run draws it."""
+    name, best, steps = f"best_so_far_{objective}", None, []
+    for row in sorted(all_rows, key=lambda r: r.number):
+        if not (row.feasible and not row.noisy and objective in row.metrics):
+            continue
+        value = row.metrics[objective]
+        if best is None or not mx.at_least_as_good(best, value, objective):
+            best = value
+        steps.append((name, best, row.number))
+    return steps
 
 
 def plots(outcome: Outcome, study: Any, space: Space, where: Locations,
