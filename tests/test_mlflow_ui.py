@@ -106,8 +106,9 @@ def test_a_reviewer_finds_runs_metrics_and_artifacts_in_the_mlflow_ui(
     links = {line.split(": ", 1)[0].strip(): line.split(": ", 1)[1].replace(
         "http://127.0.0.1:5000", server) for line in out.splitlines()
         if line.startswith("  ") and "http://127.0.0.1:5000/#/" in line}
-    _page_text(driver, links["this search"], "best_samples_per_sec", "best_speedup",
-               "baseline_samples_per_sec")
+    first = _page_text(driver, links["this search"], "best_samples_per_sec", "best_speedup",
+                       "baseline_samples_per_sec", "space.budget.trials", "best.batch_size")
+    assert "Evaluation runs" not in first  # the model-training view, not the GenAI one
     _screenshot(driver, workdir.parent, "first-screen")
     # (the metric names past the first few are rendered only when scrolled into view)
     _page_text(driver, links["baseline and best trials compared"], "trial-000", "batch_size",
@@ -127,13 +128,25 @@ def test_a_reviewer_finds_runs_metrics_and_artifacts_in_the_mlflow_ui(
     # its artifacts: the summary table, the plots, the best config, the fingerprint
     _page_text(driver, f"{base}/runs/{parent.info.run_id}/artifacts", "summary.md",
                "optimization_history.png", "knob_effects.png", "knob_effects.md",
-               "pareto_front.png", "fingerprint.json", "quick_train.yaml")
+               "pareto_front.png", "fingerprint.json", "quick_train.yaml",
+               "quick_train.report.html", "parallel_coordinates.png", "slice.png",
+               "timeline.png", "space.resolved.yaml")
     from selenium.webdriver.common.by import By
 
     driver.find_element(By.XPATH, "//*[text()='summary.md']").click()
     _page_text(driver, driver.current_url, "Top configs by samples_per_sec", "speed-up",
                "Most samples per USD")
     _screenshot(driver, workdir.parent, "summary")
+
+    # report.html: self-contained (no server), its tables and every figure shown
+    report = workdir / "best" / "quick_train.report.html"
+    assert f"report: {report}" in out
+    _page_text(driver, report.as_uri(), "Study quick_train", "Top configs by samples_per_sec",
+               "What each knob did", "Best config", "knobs:", "Figures")
+    sizes = driver.execute_script(
+        "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+    assert len(sizes) >= 5 and all(width > 100 for width in sizes), sizes
+    _screenshot(driver, workdir.parent, "report")
 
     # a trial: its knobs as params, its measurements as metrics, its outcome as tags
     text = _page_text(driver, f"{base}/runs/{trial.info.run_id}", "batch_size",

@@ -73,6 +73,8 @@ def _searched(args: argparse.Namespace, space: Any, where: Any, outcome: Any, co
     """The end of `search` and `nightly`: where to review, and the machine-readable result."""
     from tuner.driver import outputs
 
+    if outcome.report_path is not None:
+        print(f"report: {outcome.report_path}")
     review = outputs.review_lines(where.tracking_uri, experiment, outcome, space.objective)
     for line in review:
         print(line)

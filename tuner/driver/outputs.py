@@ -24,6 +24,8 @@ STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+# MLflow 3's UI opens in its GenAI view in a fresh browser; this asks for the model-training one
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 COMPARED = 10  # trials in the comparison link: the baseline and the best ones
 
 
@@ -42,13 +44,15 @@ def review_lines(tracking_uri: str, experiment: str, outcome: Outcome,
     if outcome.mlflow_ids is None or not outcome.mlflow_ids[1]:
         return lines
     experiment_id, run_id = outcome.mlflow_ids
-    lines.append(f"  this search: {base}/#/experiments/{experiment_id}/runs/{run_id}")
+    lines.append(f"  this search: {base}/#/experiments/{experiment_id}/runs/{run_id}"
+                 f"?{MODEL_TRAINING_VIEW}")
     base_row = rk.baseline_row(outcome.rows)
     compared = ([base_row] if base_row else []) + rk.ranked(outcome.rows, objective)
     run_ids = list(dict.fromkeys(row.run_id for row in compared if row.run_id))[:COMPARED]
     if len(run_ids) > 1:
         lines.append(f"  baseline and best trials compared: {base}/#/compare-runs?runs="
-                     f"{_json_in_url(run_ids)}&experiments={_json_in_url([experiment_id])}")
+                     f"{_json_in_url(run_ids)}&experiments={_json_in_url([experiment_id])}"
+                     f"&{MODEL_TRAINING_VIEW}")
     return lines
 
 
@@ -86,6 +90,7 @@ def result_data(outcome: Outcome, space: Space, exit_code: int, review: str,
         "best": row_data(best[0]) if best else None,
         "best_speedup": best[0].metrics.get(mx.SPEEDUP) if best else None,
         "best_config_file": str(outcome.best_path) if outcome.best_path else None,
+        "report": str(outcome.report_path) if outcome.report_path else None,
         "review": review, "records_missing": outcome.records_missing,
         "failures": [{"what": text, "count": count}
                      for text, count in rp.failures_by_reason(rows)],

@@ -161,3 +161,114 @@ def pareto_plot(all_rows: list[Row], objectives: tuple[str, ...], path: Path,
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     return _save(figure, path)
+
+
+def _ok(all_rows: list[Row]) -> list[Row]:
+    return [row for row in all_rows if row.status == "ok" and row.duplicate_of is None]
+
+
+def _numeric(values: list[Any]) -> tuple[list[float], list[str]]:
+    """A knob's values as positions on an axis: numbers as they are (batch sizes), anything
+    else by its order of first appearance; and the tick labels."""
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        ticks = sorted(set(values))
+        return [float(ticks.index(v)) for v in values], [str(t) for t in ticks]
+    labels = list(dict.fromkeys(str(v) for v in values))
+    return [float(labels.index(str(v))) for v in values], labels
+
+
+def varied_knobs(all_rows: list[Row]) -> list[str]:
+    """Knobs that take more than one value among the measured trials."""
+    rows = _ok(all_rows)
+    names = list(dict.fromkeys(name for row in rows for name in row.knobs))
+    return [name for name in names if len({repr(row.knobs.get(name)) for row in rows}) > 1]
+
+
+def parallel_plot(all_rows: list[Row], objective: str, path: Path) -> Path | None:
+    """Parallel coordinates: one line per measured trial across the knobs that varied, coloured
+    by the objective (Optuna's plot of the same name, drawn from the rows)."""
+    rows, knobs = _ok(all_rows), varied_knobs(all_rows)
+    if len(rows) < 2 or not knobs:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(max(7, 1.3 * len(knobs) + 2), 4.5), dpi=110)
+    values = [row.metrics.get(objective, 0.0) for row in rows]
+    low, high = min(values), max(values)
+    colour_map = plt.get_cmap("viridis")
+    columns = [_numeric([row.knobs.get(name) for row in rows]) for name in knobs]
+    for index, value in enumerate(values):
+        ys = [positions[index] / max(1, len(labels) - 1) for positions, labels in columns]
+        ys.append((value - low) / (high - low) if high > low else 0.5)
+        axes.plot(range(len(knobs) + 1), ys, alpha=0.7,
+                  color=colour_map((value - low) / (high - low) if high > low else 0.5))
+    for column, (_, labels) in enumerate(columns):
+        for tick, label in enumerate(labels):
+            axes.annotate(label, (column, tick / max(1, len(labels) - 1)), fontsize=7,
+                          xytext=(3, 0), textcoords="offset points")
+    axes.annotate(f"{high:,.2f}", (len(knobs), 1.0), fontsize=7, xytext=(3, 0),
+                  textcoords="offset points")
+    axes.annotate(f"{low:,.2f}", (len(knobs), 0.0), fontsize=7, xytext=(3, 0),
+                  textcoords="offset points")
+    axes.set_xticks(range(len(knobs) + 1), [*knobs, objective], rotation=20, fontsize=8)
+    axes.set_yticks([])
+    axes.set_title("Parallel coordinates: every measured trial across the knobs it varied")
+    return _save(figure, path)
+
+
+def slice_plot(all_rows: list[Row], objective: str, path: Path) -> Path | None:
+    """The objective against each varied knob's value, one panel per knob (Optuna's slice)."""
+    rows, knobs = _ok(all_rows), varied_knobs(all_rows)
+    if len(rows) < 2 or not knobs:
+        return None
+    plt = _pyplot()
+    columns = min(4, len(knobs))
+    lines = (len(knobs) + columns - 1) // columns
+    figure, grid = plt.subplots(lines, columns, figsize=(3.2 * columns, 2.8 * lines), dpi=110,
+                                squeeze=False, sharey=True)
+    values = [row.metrics.get(objective, 0.0) for row in rows]
+    for index, name in enumerate(knobs):
+        axes = grid[index // columns][index % columns]
+        positions, labels = _numeric([row.knobs.get(name) for row in rows])
+        axes.scatter(positions, values, c=[row.number for row in rows], cmap="Blues",
+                     edgecolors="black", linewidths=0.4)
+        axes.set_xticks(range(len(labels)), labels, fontsize=7, rotation=20)
+        axes.set_title(name, fontsize=9)
+        axes.grid(True, alpha=0.3)
+    for index in range(len(knobs), lines * columns):
+        grid[index // columns][index % columns].axis("off")
+    grid[0][0].set_ylabel(objective, fontsize=8)
+    figure.suptitle("Slice: the objective by each knob's value (darker: later trials)",
+                    fontsize=10)
+    return _save(figure, path)
+
+
+STATUS_COLOURS = {"ok": "tab:blue", "failed": "tab:red", "crashed": "tab:red",
+                  "timeout": "tab:orange", "oom": "tab:purple", "pruned": "tab:grey",
+                  "unsupported": "tab:grey"}
+
+
+def timeline_plot(all_rows: list[Row], path: Path) -> Path | None:
+    """When each trial ran (its process's start to end), coloured by outcome: where a search's
+    time went, and which trials ran side by side."""
+    timed = [row for row in all_rows
+             if row.info.get("started_at") and row.info.get("ended_at")]
+    if not timed:
+        return None
+    plt = _pyplot()
+    start = min(row.info["started_at"] for row in timed)
+    figure, axes = plt.subplots(figsize=(8, 0.25 * len(timed) + 1.8), dpi=110)
+    for row in timed:
+        begin = (row.info["started_at"] - start) / 60
+        length = max((row.info["ended_at"] - row.info["started_at"]) / 60, 0.01)
+        axes.barh(row.number, length, left=begin,
+                  color=STATUS_COLOURS.get(row.status, "tab:grey"))
+    for status in sorted({row.status for row in timed}):
+        axes.barh([], [], color=STATUS_COLOURS.get(status, "tab:grey"), label=status)
+    axes.invert_yaxis()
+    axes.set_xlabel("minutes since the first trial started")
+    axes.set_ylabel("trial")
+    axes.yaxis.get_major_locator().set_params(integer=True)
+    axes.set_title("Timeline of trials")
+    axes.legend(fontsize=8, loc="lower right")
+    axes.grid(True, axis="x", alpha=0.3)
+    return _save(figure, path)

@@ -27,6 +27,7 @@ class Outcome:
     launched: int = 0
     records_missing: str | None = None  # what MLflow lacks at the end, if it stayed down
     mlflow_ids: tuple[str, str] | None = None  # (experiment id, the search's run id)
+    report_path: Path | None = None  # report.html, once the summary is written
 
 
 def outcome_of(study: Any, space: Space, where: Locations, study_name: str,
@@ -77,7 +78,8 @@ def summary_of(outcome: Outcome, study: Any, space: Space, where: Locations,
                                                  list(space.knobs)),
              "fingerprint.json": fingerprint(outcome)}
     files = [outcome.best_path] if outcome.best_path else []
-    files += plots(outcome, study, space, where, console)
+    figures = plots(outcome, study, space, where, console)
+    files += figures + report(outcome, space, where, figures, console)
     params = {f"best.{knob}": str(value) for knob, value in best[0].knobs.items()} if best else {}
     return Summary(metrics, tags, texts, files, params, best_so_far(outcome.rows, space.objective))
 
@@ -112,6 +114,10 @@ def plots(outcome: Outcome, study: Any, space: Space, where: Locations,
         if importance_supported(study.get_trials(deepcopy=False), list(space.knobs)):
             made.append(figures.importance_plot(study, space.objective,
                                                 folder / "knob_importance.png"))
+        made.append(figures.parallel_plot(outcome.rows, space.objective,
+                                          folder / "parallel_coordinates.png"))
+        made.append(figures.slice_plot(outcome.rows, space.objective, folder / "slice.png"))
+        made.append(figures.timeline_plot(outcome.rows, folder / "timeline.png"))
         if len(space.objectives) > 1 or len(space.devices()) > 1:
             made.append(figures.pareto_plot(outcome.rows, space.objectives,
                                             folder / "pareto_front.png", space.cost.currency))
@@ -119,6 +125,24 @@ def plots(outcome: Outcome, study: Any, space: Space, where: Locations,
         console.out(f"warning: a plot for MLflow could not be drawn: {type(error).__name__}: "
                     f"{error}")
     return [path for path in made if path is not None]
+
+
+def report(outcome: Outcome, space: Space, where: Locations, figures: list[Path],
+           console: Console) -> list[Path]:
+    """report.html beside the best config; [] (and a warning) if it cannot be written."""
+    from tuner.driver import html_report
+
+    best = outcome.best_path.read_text(encoding="utf-8") if outcome.best_path else None
+    try:
+        outcome.report_path = html_report.write(
+            where.best_folder / f"{outcome.study}.report.html",
+            html_report.render(outcome.study, outcome.rows, space.objective,
+                               space.cost.currency, space.max_cv, list(space.knobs), best,
+                               figures))
+    except OSError as error:
+        console.out(f"warning: report.html could not be written: {error}")
+        return []
+    return [outcome.report_path]
 
 
 def fingerprint(outcome: Outcome) -> str:
