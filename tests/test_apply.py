@@ -120,7 +120,8 @@ def test_accumulation_clipping_and_two_optimizers() -> None:
 def test_a_bad_config_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "best.yaml"
     path.write_text("knobs: {dtype: fp64}\n", encoding="utf-8")
-    with pytest.raises(UserError, match=r"best.yaml: knobs.dtype: must be one of"):
+    with pytest.raises(UserError,
+                       match=r"best.yaml: knobs.dtype: (did you mean fp16\? )?must be one of"):
         Tuned.load(path)
     with pytest.raises(UserError, match=r"config: knobs.'batch_sise': unknown knob"):
         Tuned({"batch_sise": 8})

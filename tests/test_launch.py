@@ -68,7 +68,7 @@ def test_launch_passes_the_commands_exit_code(tmp_path: Path) -> None:
     ("knobs: [1, 2", ["--", "true"], "not YAML"),
     ("study: x\n", ["--", "true"], "knobs: missing"),
     ("knobs: {batch_sise: 32}\n", ["--", "true"], "knobs.'batch_sise': unknown knob"),
-    ("knobs: {dtype: fp64}\n", ["--", "true"], "knobs.dtype: must be one of"),
+    ("knobs: {dtype: fp64}\n", ["--", "true"], "knobs.dtype: did you mean fp16? must be one of"),
     ("knobs: {batch_size: 32}\n", [], "launch: give the command to run after --"),
     ("knobs: {batch_size: 32}\n", ["--", "/nonexistent/cmd"], "launch: cannot run"),
 ])

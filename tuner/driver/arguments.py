@@ -45,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the space, e.g. --set budget.trials=4")
     _add_result_json(search)
+    _add_verbosity(search)
 
     nightly = commands.add_parser(
         "nightly", help="tonight's search: warm-started from earlier nights, last night's "
@@ -63,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
     nightly.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override a field of the space")
     _add_result_json(nightly)
+    _add_verbosity(nightly)
 
     _add_reading_commands(commands)
     _add_result_commands(commands)
@@ -103,6 +105,14 @@ def _add_reading_commands(commands: Any) -> None:
                           help="print the space as the tuner reads it: overrides applied, "
                           "every default written out (a valid space file itself)")
     _add_format(validate)
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbosity",
+                          default=0, help="only warnings, failures and the result (for cron)")
+    loudness.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity",
+                          help="also a failed trial's traceback and output under its line")
 
 
 def _add_result_json(parser: argparse.ArgumentParser) -> None:

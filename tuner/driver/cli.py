@@ -107,7 +107,8 @@ def _cmd_nightly(args: argparse.Namespace) -> int:
     outcome = Search(space, where, RayExecutor(args.ray_address, runtime_env),
                      study_name=night.study_name, trials=args.trials, timeout_s=args.timeout,
                      experiment=space.study, hooks=night, start_tags=night.start_tags,
-                     run_name=night.run_name, command_line=_command_line(args.argv)).run()
+                     run_name=night.run_name, command_line=_command_line(args.argv),
+                     verbosity=args.verbosity).run()
     print()
     print(outcome.table)
     verdict = night.judge(outcome)
@@ -140,7 +141,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     where = locations(space, args.workdir, args.storage, args.tracking_uri)
     outcome = Search(space, where, RayExecutor(args.ray_address, runtime_env),
                      study_name=args.study, trials=args.trials, timeout_s=args.timeout,
-                     command_line=_command_line(args.argv)).run()
+                     command_line=_command_line(args.argv), verbosity=args.verbosity).run()
     print()
     print(outcome.table)
     if outcome.best_path is not None:

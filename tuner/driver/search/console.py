@@ -11,32 +11,34 @@ from typing import Any
 from tuner import metrics as mx
 from tuner.driver import ranking as rk
 from tuner.driver.search.results import trial_log
+from tuner.driver.search.standing import Standing, duration
 from tuner.trial import TrialResult
-
-
-def duration(seconds: float) -> str:
-    """`42s`, `4m15s`, `1h05m`: how long, at a glance."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 class Console:
     """The search's lines, through `out`; `once` keeps a warning from repeating."""
 
     def __init__(self, out: Callable[[str], None], currency: str,
-                 room: str = "on the cluster", study: str = "") -> None:
+                 room: str = "on the cluster", study: str = "", verbosity: int = 0) -> None:
         self.out = out
         self.currency = currency
         self.room = room  # where a trial waits for its cores: "on this machine" when local
         self.study = study  # named in the command that prints a failed trial's log
+        self.verbosity = verbosity  # -1 (-q): warnings and the end only; 1 (-v): failed logs
         self.started = time.monotonic()
+        self.standing = Standing()  # what the live footer and the progress lines say
         self._said: set[str] = set()
+
+    def detail(self, line: str) -> None:
+        """A line of the search's course (a trial started, measured, queued): left out by -q."""
+        if self.verbosity >= 0:
+            self.out(line)
+
+    def failed_log(self, number: int, result: TrialResult) -> None:
+        """-v: a failed trial's traceback and output under its line."""
+        log = trial_log(result)
+        if self.verbosity > 0 and log:
+            self.out("\n".join(f"    | {line}" for line in log.splitlines()))
 
     def said(self, key: str) -> bool:
         return key in self._said
@@ -89,8 +91,9 @@ class Console:
             f" ({result.reason[:200]})" if result.reason else "")
 
     def still_running(self, number: int, running_s: float, limit_s: float, phase: str) -> None:
-        self.out(f"  trial {number} still running: {duration(running_s)} of its "
-                 f"{duration(limit_s)} limit" + (f"; {phase}" if phase else ""))
+        self.detail(f"  trial {number} still running: {duration(running_s)} of its "
+                    f"{duration(limit_s)} limit" + (f"; {phase}" if phase else "")
+                    + f"  ({self.standing.summary()})")
 
     def warn_if_niced(self, result: TrialResult) -> None:
         niceness = result.info.get("niceness", 0)
@@ -104,5 +107,5 @@ class Console:
         again = f", retry of trial {retry}" if retry is not None else ""
         gpus = f", {item.gpus} GPU" if item.gpus else ""
         verb = f"waits for room {self.room}" if item.waiting else "started"
-        self.out(f"{counter} trial {number} {verb} ({role}{again}, {item.cpus} "
-                 f"CPUs{gpus}, limit {duration(limit_s)}): {changes}")
+        self.detail(f"{counter} trial {number} {verb} ({role}{again}, {item.cpus} "
+                    f"CPUs{gpus}, limit {duration(limit_s)}): {changes}")

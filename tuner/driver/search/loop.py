@@ -25,6 +25,7 @@ from tuner.driver.search import admit as ad
 from tuner.driver.search import results as rs
 from tuner.driver.search.console import Console, duration
 from tuner.driver.search.hooks import SearchHooks
+from tuner.driver.search.live import Display
 from tuner.driver.search.records import Records, connect_tracker
 from tuner.driver.search.schedule import Schedule
 from tuner.driver.search.summary import Outcome, outcome_of, summary_of
@@ -49,7 +50,7 @@ class Search:
                  timeout_s: float | None = None, out: Any = print,
                  experiment: str | None = None, hooks: SearchHooks | None = None,
                  start_tags: dict[str, str] | None = None, run_name: str | None = None,
-                 command_line: str = "") -> None:
+                 command_line: str = "", verbosity: int = 0) -> None:
         self.space = space
         self.where = where
         self.executor = executor
@@ -61,7 +62,9 @@ class Search:
         self.command_line = command_line  # as typed, passwords masked: an artifact of the run
         self.trials_budget = trials or space.budget.trials
         self.timeout_s = timeout_s or space.budget.timeout_s
-        self.console = Console(out, space.cost.currency, executor.room, self.study_name)
+        self.console = Console(out, space.cost.currency, executor.room, self.study_name,
+                               verbosity)
+        self.display = Display(self.console)  # the standing, and a live footer on a terminal
         self.running: dict[int, rs.Running] = {}
         self.submitted: list[Submitted] = []
         self.launched = 0
@@ -112,10 +115,13 @@ class Search:
             return self._outcome()
         self._opening_lines(done_before)
         try:
+            self.display.start(self.to_run, self.space.trial.max_concurrent, self.timeout_s)
             self._loop()
         except BaseException as error:
+            self.display.stop()
             self._stop_after(error)
             raise
+        self.display.stop()
         outcome = self._outcome()
         parent_closed = self._finish_parent(outcome, failed=False)
         # a search whose MLflow run could not be closed stays "not ended": the next search of
@@ -160,7 +166,7 @@ class Search:
 
     def _opening_lines(self, done_before: int) -> None:
         assert self.records is not None
-        space, out = self.space, self.console.out
+        space, out = self.space, self.console.detail
         out(f"study {self.study_name}: {self.to_run} trials to run ({done_before} already "
             f"done), {space.size()} configs in the space, time budget "
             f"{duration(self.timeout_s)}")
@@ -247,14 +253,17 @@ class Search:
         if self.records.retry_due():
             self.records.sync(rk.rows(self.study), only=set(self.records.unlogged))
         now = time.monotonic()
-        if now - self._last_note < PROGRESS_NOTE_S:
+        phases = {number: self.executor.progress(running.item) if running.item is not None
+                  else "" for number, running in self.running.items()}
+        self.display.phases({number: (running.started, phases[number])
+                             for number, running in self.running.items()})
+        if now - self._last_note < PROGRESS_NOTE_S or self.display.active:
             return  # a line every few minutes while long trials run: a quiet terminal, no hang
         self._last_note = now
-        for running in self.running.values():
+        for number, running in self.running.items():
             if now - running.started >= PROGRESS_NOTE_S:
-                phase = self.executor.progress(running.item) if running.item is not None else ""
-                self.console.still_running(running.number, now - running.started,
-                                           running.time_limit_s, phase)
+                self.console.still_running(number, now - running.started,
+                                           running.time_limit_s, phases[number])
 
     def _counts(self) -> tuple[int, int, int]:
         return self.launched, self.to_run, self.reused_in_a_row
@@ -292,10 +301,12 @@ class Search:
                                                 time_limit_s=decision.config.time_limit_s)
         self.console.started_line(self._counter(), trial.number, role, retry, item,
                                   decision.config.time_limit_s, self._changes(knobs))
+        self.display.trial_started(trial.number, time.monotonic(), self.to_run)
         return role
 
     def _finish(self, trial_number: int, result: TrialResult) -> None:
         running = self.running.pop(trial_number)
+        self.display.trial_finished(trial_number, running.started, time.monotonic())
         try:
             self._tell(running, result)
         except StorageFailed as error:  # what was measured is at least said
@@ -321,8 +332,14 @@ class Search:
             return
         best = (next(iter(rk.ranked(rk.rows(self.study), self.space.objective)), None)
                 if result.ok else None)
-        self.console.out(self.console.result_line(trial_number, result, verdict.metrics,
-                                                  verdict.violation, best))
+        self.display.told(self.to_run, best)
+        line = self.console.result_line(trial_number, result, verdict.metrics,
+                                        verdict.violation, best)
+        if result.ok and verdict.violation <= 0:
+            self.console.detail(line)
+        else:  # a failure or a rejection is said even with -q
+            self.console.out(line)
+            self.console.failed_log(trial_number, result)
         if verdict.run_again_with_s is not None:
             self._run_baseline_again(running, verdict.run_again_with_s)
         self.console.warn_if_niced(result)

@@ -44,15 +44,15 @@ class Schedule:
                 and self.may_launch(launched, to_run, reused_in_a_row)):
             configs = priors.prior_configs(self.space, baseline.user_attrs.get(st.INFO, {}))
             if st.enqueue_first(self.study, self.space, configs, PRIORS_DONE):
-                self.console.out(f"queued known-good config(s) for this hardware next: "
-                                 f"{priors.describe(configs)}")
+                self.console.detail(f"queued known-good config(s) for this hardware next: "
+                                    f"{priors.describe(configs)}")
         first = self.hooks.first_configs()
         queued = st.enqueue_first(self.study, self.space, first, FIRST_DONE)
         queued += st.enqueue_try_first(self.study, self.space)
         if queued:
-            self.console.out(f"queued {queued} config(s) to try next (warm start and the "
-                             "space's try_first)" if first else
-                             f"queued the space's {queued} try_first config(s) next")
+            self.console.detail(f"queued {queued} config(s) to try next (warm start and the "
+                                "space's try_first)" if first else
+                                f"queued the space's {queued} try_first config(s) next")
 
     def queue_confirmations(self) -> None:
         """At the budget's last `budget.confirm` trials: the best configs not yet confirmed,
@@ -68,9 +68,10 @@ class Schedule:
                                      user_attrs={st.ROLE: st.CONFIRM, st.CONFIRMS: row.number})
         self.study.set_user_attr(st.CONFIRM_DONE, self.trials_budget)  # a larger budget: again
         if best:
-            self.console.out(f"confirming the best {len(best)} config(s), a fresh measurement "
-                             f"each (trial(s) {', '.join(str(row.number) for row in best)}); "
-                             "the best is reported from these")
+            self.console.detail(f"confirming the best {len(best)} config(s), a fresh "
+                                f"measurement each (trial(s) "
+                                f"{', '.join(str(row.number) for row in best)}); the best is "
+                                "reported from these")
 
     def queue_sweep(self) -> None:
         """The one-knob-at-a-time sweep's next configs, when nothing else is queued; says

@@ -43,9 +43,9 @@ class Teller:
             "tuner.role": "candidate", "tuner.duplicate_of": str(earlier.number)},
             st.MLFLOW_RUN_ID)
         self.close(trial.number, values=earlier.values)
-        self.console.out(f"{counter} trial {trial.number} has the config of trial "
-                         f"{earlier.number}: result reused, nothing re-measured (not counted "
-                         "against the budget)")
+        self.console.detail(f"{counter} trial {trial.number} has the config of trial "
+                            f"{earlier.number}: result reused, nothing re-measured (not "
+                            "counted against the budget)")
 
     def skip(self, trial: Any, role: str, skip: ad.Skip, counter: str) -> None:
         """A config known not to run (a choice found unsupported, a batch size known to run out
@@ -57,8 +57,8 @@ class Teller:
         self.records.start_trial(trial, trial.user_attrs[st.KNOBS], {"tuner.role": role},
                                  st.MLFLOW_RUN_ID)
         self.close(trial.number, state=TrialState.PRUNED)
-        self.console.out(f"{counter} trial {trial.number} skipped, not started: "
-                         f"{skip.reason}")
+        self.console.detail(f"{counter} trial {trial.number} skipped, not started: "
+                            f"{skip.reason}")
 
     def record(self, running: rs.Running, verdict: rs.Interpreted) -> None:
         """The result's attributes on the trial, before it is closed; raises
