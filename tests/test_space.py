@@ -152,3 +152,50 @@ def test_a_resolved_space_is_a_space_file_that_reads_back_the_same() -> None:
         assert "trials: 7" in text and "warmup_steps:" in text  # overrides and defaults
         params = as_params(space)
         assert params["space.budget.trials"] == "7" and len(params) < 100  # one MLflow batch
+
+
+def test_the_shipped_json_schema_is_current_and_accepts_every_shipped_space() -> None:
+    """search_spaces/space.schema.json is what `tuner schema` prints, and every shipped space
+    file (and its common base) passes it; a typo'd knob or choice does not (issue 22)."""
+    import json
+
+    import jsonschema
+    import yaml
+
+    from tuner.driver.space.schema import schema
+
+    shipped = json.loads((SPACES / "space.schema.json").read_text())
+    assert shipped == json.loads(json.dumps(schema())), "run: tuner schema > " \
+        "search_spaces/space.schema.json"
+    validator = jsonschema.Draft202012Validator(shipped)
+    files = sorted(SPACES.glob("*.yaml")) + sorted(SPACES.glob("common/*.yaml"))
+    for path in files:
+        text = path.read_text()
+        assert text.startswith("# yaml-language-server: $schema="), path
+        data = json.loads(json.dumps(yaml.safe_load(text), default=str))
+        assert not list(validator.iter_errors(data)), path
+    bad = yaml.safe_load((SPACES / "quick_train.yaml").read_text().replace("num_workers:",
+                                                                            "num_wrkers:"))
+    assert list(validator.iter_errors(json.loads(json.dumps(bad))))
+    bad = yaml.safe_load((SPACES / "quick_train.yaml").read_text().replace("bf16]", "bf61]"))
+    assert list(validator.iter_errors(json.loads(json.dumps(bad))))
+
+
+def test_extends_merges_a_base_file_and_refuses_cycles(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text(
+        "workload: {name: tiny_cnn, options: {image_size: 16}}\n"
+        "knobs: {batch_size: [16, 32], dtype: [fp32, bf16]}\n"
+        "measure: {timed_steps: 7, max_cv: 0.3}\n", encoding="utf-8")
+    (tmp_path / "child.yaml").write_text(
+        "extends: base.yaml\nknobs: {dtype: null, threads: [default, 1]}\n"
+        "measure: {timed_steps: 9}\n", encoding="utf-8")
+    space = load_space(tmp_path / "child.yaml")
+    assert space.study == "child" and space.workload.options == {"image_size": 16}
+    assert list(space.knobs) == ["batch_size", "threads"]  # dtype removed, threads added
+    assert (space.measure.timed_steps, space.measure.max_cv) == (9, 0.3)  # merged by key
+    (tmp_path / "base.yaml").write_text("extends: child.yaml\n", encoding="utf-8")
+    with pytest.raises(SpaceError, match="extends: child.yaml extends this file again"):
+        load_space(tmp_path / "child.yaml")
+    (tmp_path / "lonely.yaml").write_text("extends: nowhere.yaml\n", encoding="utf-8")
+    with pytest.raises(SpaceError, match="lonely.yaml: extends: no such file"):
+        load_space(tmp_path / "lonely.yaml")

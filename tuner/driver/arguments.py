@@ -96,6 +96,10 @@ def _add_reading_commands(commands: Any) -> None:
                                  "it can run", epilog="example: tuner doctor --format json")
     _add_format(doctor)
 
+    commands.add_parser("schema", help="print the JSON Schema of a space file (for editors)",
+                        epilog="example: tuner schema > space.schema.json, then the first "
+                        "line of a space: # yaml-language-server: $schema=space.schema.json")
+
     validate = commands.add_parser("validate", help="check a space file without running it",
                                    epilog="example: tuner validate search_spaces/cpu_train.yaml "
                                    "--set budget.trials=4")

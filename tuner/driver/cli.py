@@ -192,6 +192,13 @@ def _cmd_studies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from tuner.driver.space.schema import schema
+
+    _print_json(schema())
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from tuner.driver.doctor import facts, report
 
@@ -248,7 +255,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 COMMANDS = {"search": _cmd_search, "nightly": _cmd_nightly, "best": _cmd_best,
             "log": _cmd_log, "studies": _cmd_studies, "validate": _cmd_validate,
-            "doctor": _cmd_doctor, "launch": _cmd_launch, "export": _cmd_export}
+            "doctor": _cmd_doctor, "schema": _cmd_schema, "launch": _cmd_launch,
+            "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,8 @@ def load_space(path: str | Path, overrides: list[str] | None = None) -> Space:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise SpaceError(source, "", f"cannot read file: {error}") from None
-    return parse_space(text, source=source, default_study=file.stem, overrides=overrides)
+    return parse_space(text, source=source, default_study=file.stem, overrides=overrides,
+                       folder=file.parent)
 
 
 DOCUMENT_MAX_VALUES = 100_000  # a space holds hundreds; an alias bomb, billions
@@ -76,7 +77,7 @@ def read_yaml(text: str, source: str, field_path: str = "") -> Any:
 
 def parse_space(
     text: str, *, source: str = "<space>", default_study: str = "study",
-    overrides: list[str] | None = None,
+    overrides: list[str] | None = None, folder: Path | None = None,
 ) -> Space:
     raw = read_yaml(text, source)
     if raw is None:
@@ -85,9 +86,55 @@ def parse_space(
     if not isinstance(raw, dict):
         raise SpaceError(source, "", f"expected a mapping of sections at the top level, "
                          f"got {type_name(raw)}")
+    if "extends" in raw:
+        raw = _extended(raw, source, folder or Path.cwd(), (str(Path(source).resolve()),))
     for override in overrides or []:
         _apply_override(raw, override, source)
     return SpaceReader(source).space(raw, default_study)
+
+
+MAX_EXTENDS = 8  # files in a chain of `extends:`
+
+
+def _extended(raw: dict[str, Any], source: str, folder: Path,
+              chain: tuple[str, ...]) -> dict[str, Any]:
+    """`extends: base.yaml`: the base file's sections, this file's merged over them (mappings
+    merged key by key, anything else replaced; `key: null` removes the base's key). The base
+    may extend another; a cycle or a missing file is one line naming the field."""
+    target = raw.pop("extends")
+    if not isinstance(target, str) or not target.strip():
+        raise SpaceError(source, "extends", "must be the path of another space file, e.g. "
+                         "extends: cpu_train.yaml")
+    path = (folder / target).resolve()
+    if str(path) in chain:
+        raise SpaceError(source, "extends", f"{target} extends this file again (a cycle: "
+                         f"{' -> '.join(Path(item).name for item in (*chain, str(path)))})")
+    if len(chain) >= MAX_EXTENDS:
+        raise SpaceError(source, "extends", f"more than {MAX_EXTENDS} files extend each other")
+    if not path.is_file():
+        raise SpaceError(source, "extends", f"no such file {path} (a path relative to "
+                         f"{folder})")
+    try:
+        base = read_yaml(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpaceError(source, "extends", f"cannot read {path}: {error}") from None
+    if not isinstance(base, dict):
+        raise SpaceError(str(path), "", "expected a mapping of sections at the top level")
+    if "extends" in base:
+        base = _extended(base, str(path), path.parent, (*chain, str(path)))
+    return _merged(base, raw)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if value is None and key in base and isinstance(base[key], dict | list):
+            merged.pop(key)  # `knobs: {compile: null}`: the base's knob left out
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = _merged(base[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _apply_override(raw: dict[str, Any], override: str, source: str) -> None:
