@@ -27,9 +27,9 @@ from tuner.knobs import REGISTRY
 from tuner.trial import MeasureSettings
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
-TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}, "bool": {"type": "boolean"},
-         "str": {"type": "string"},
-         "tuple[str, ...]": {"type": "array", "items": {"type": "string"}}}
+TYPES: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer"}, "float": {"type": "number"}, "bool": {"type": "boolean"},
+    "str": {"type": "string"}, "tuple[str, ...]": {"type": "array", "items": {"type": "string"}}}
 ENUMS = {("sampler", "name"): SAMPLERS, ("sampler", "start"): STARTS,
          ("guard", "mode"): GUARD_MODES}
 AUTO = ("confirm", "memory_mb")  # None or "auto": chosen by the tuner
@@ -91,9 +91,9 @@ def _config() -> dict[str, Any]:
 
 
 def schema() -> dict[str, Any]:
-    price = {"type": "object", "additionalProperties": False,
-             "properties": {"price_per_hour": {"type": "number", "exclusiveMinimum": 0},
-                            "instance": {"type": "string"}, "source": {"type": "string"}}}
+    price_fields: dict[str, Any] = {"price_per_hour": {"type": "number", "exclusiveMinimum": 0},
+                                    "instance": {"type": "string"}, "source": {"type": "string"}}
+    price = {"type": "object", "additionalProperties": False, "properties": price_fields}
     objective = {"enum": list(mx.OBJECTIVES)}
     properties: dict[str, Any] = {
         "extends": {"type": "string", "description": "a space file this one builds on (a "
@@ -118,7 +118,7 @@ def schema() -> dict[str, Any]:
         "sampler": _section("sampler", Sampler),
         "nightly": _section("nightly", Nightly),
         "cost": {"type": "object", "additionalProperties": False,
-                 "properties": {**price["properties"], "currency": {"type": "string"},
+                 "properties": {**price_fields, "currency": {"type": "string"},
                                 "as_of": {"type": ["string", "number"]},
                                 "cpu": price, "cuda": price}},
         "storage": {"type": ["string", "null"]},
