@@ -88,3 +88,19 @@ def test_the_adapted_scripts_diff_in_the_docs_is_the_real_one() -> None:
     assert shown == changed
     added = [line for line in changed if line.startswith("+")]
     assert (len(added), len(changed) - len(added)) == (12, 6)  # as README.md says
+
+
+def test_the_reference_holds_every_knob_and_field_as_the_code_has_them() -> None:
+    """docs/reference.md's knob and field tables are what `tuner knobs --format markdown` and
+    the schema print now: a knob or a default changed in the code is changed there too."""
+    from tuner.driver.knob_table import knob_markdown
+    from tuner.driver.space.schema import fields_markdown
+
+    reference = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    assert knob_markdown() in reference, "paste: tuner knobs --format markdown"
+    assert fields_markdown() in reference
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for command in ("search", "nightly", "best", "log", "studies", "validate", "knobs",
+                    "schema", "launch", "export", "doctor"):
+        assert f"`tuner {command}" in reference, command
+    assert readme.index("## The two commands") < readme.index("## Quickstart")

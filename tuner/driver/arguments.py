@@ -96,6 +96,10 @@ def _add_reading_commands(commands: Any) -> None:
                                  "it can run", epilog="example: tuner doctor --format json")
     _add_format(doctor)
 
+    knobs = commands.add_parser("knobs", help="every knob: its choices, default and effect",
+                                epilog="example: tuner knobs --format json")
+    knobs.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+
     commands.add_parser("schema", help="print the JSON Schema of a space file (for editors)",
                         epilog="example: tuner schema > space.schema.json, then the first "
                         "line of a space: # yaml-language-server: $schema=space.schema.json")

@@ -192,6 +192,17 @@ def _cmd_studies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_knobs(args: argparse.Namespace) -> int:
+    from tuner.driver import knob_table
+
+    if args.format == "json":
+        _print_json(knob_table.knob_rows())
+    else:
+        print(knob_table.knob_markdown() if args.format == "markdown"
+              else knob_table.knob_text(), end="" if args.format == "markdown" else "\n")
+    return 0
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from tuner.driver.space.schema import schema
 
@@ -255,8 +266,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 COMMANDS = {"search": _cmd_search, "nightly": _cmd_nightly, "best": _cmd_best,
             "log": _cmd_log, "studies": _cmd_studies, "validate": _cmd_validate,
-            "doctor": _cmd_doctor, "schema": _cmd_schema, "launch": _cmd_launch,
-            "export": _cmd_export}
+            "doctor": _cmd_doctor, "schema": _cmd_schema, "knobs": _cmd_knobs,
+            "launch": _cmd_launch, "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

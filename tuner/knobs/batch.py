@@ -9,7 +9,8 @@ from tuner.knobs.base import Knob, RunSetup
 
 class BatchSize(Knob):
     name = "batch_size"
-    help = "samples per training step"
+    help = ("samples per step; in training a different batch size changes convergence (scale "
+            "the learning rate with it): the accuracy guard does not check that")
     default = 32
     integer = True
     min_value = 1

@@ -129,3 +129,20 @@ def schema() -> dict[str, Any]:
             "title": "tuner search space", "type": "object", "additionalProperties": False,
             "properties": properties}  # nothing required: a base file of `extends` may lack
                                        # knobs; the loader says what a search needs
+
+
+def fields_markdown() -> str:
+    """Every field of the settings sections with its type and default (docs/reference.md)."""
+    lines = ["| field | type | default |", "|---|---|---|"]
+    for section, spec in schema()["properties"].items():
+        for name, field in spec.get("properties", {}).items() if section in (
+                "budget", "measure", "trial", "guard", "sampler", "nightly") else ():
+            kinds = [option.get("type", option.get("const")) for option in
+                     field.get("anyOf", [field])]
+            kind = " or ".join(str(k) for k in kinds if k)
+            if "enum" in field:
+                kind = " or ".join(map(str, field["enum"]))
+            default = field.get("default")
+            shown = "auto" if default is None and "auto" in kinds else default
+            lines.append(f"| `{section}.{name}` | {kind} | {shown} |")
+    return "\n".join(lines) + "\n"
