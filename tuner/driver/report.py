@@ -106,9 +106,13 @@ def count_line(all_rows: list[Row], max_cv: float) -> str:
     failures = Counter(row.status for row in all_rows if row.status != "ok")
     measured = [r for r in all_rows if r.feasible and r.duplicate_of is None and not r.noisy]
     summary = [f"{len(all_rows)} trials: {len(measured)} measured"]
-    noisy = [r for r in all_rows if r.feasible and r.duplicate_of is None and r.noisy]
+    unranked = [r for r in all_rows if r.feasible and r.duplicate_of is None and r.noisy]
+    few = [r for r in unranked if _noisy_text(r).startswith("too few")]
+    noisy = [r for r in unranked if r not in few]
     if noisy:
         summary.append(f"{len(noisy)} too noisy to rank (cv above {max_cv:.0%} after re-measuring)")
+    if few:
+        summary.append(f"{len(few)} with too few timed steps to rank (the time limit came first)")
     reused = [r for r in all_rows if r.duplicate_of is not None]
     if reused:
         summary.append(f"{len(reused)} reused (same config as an earlier trial)")
@@ -157,8 +161,7 @@ def failures_by_reason(all_rows: list[Row]) -> list[tuple[str, int]]:
         if row.status != "ok":
             text = f"{row.status}: {row.reason or '(no reason recorded)'}"
         elif row.noisy and row.duplicate_of is None:
-            text = (f"noisy: step-time cv {row.metrics.get('step_time_cv', 0.0):.0%} after "
-                    f"{row.metrics.get('measure_rounds', 1):.0f} rounds")
+            text = _noisy_text(row)
         else:
             continue
         groups.setdefault(re.sub(r"\d+(\.\d+)?", "#", text[:160]), []).append(row)
@@ -166,13 +169,22 @@ def failures_by_reason(all_rows: list[Row]) -> list[tuple[str, int]]:
     for members in sorted(groups.values(), key=len, reverse=True):
         first = members[0]
         text = (f"{first.status}: {first.reason}" if first.status != "ok"
-                else f"noisy: step-time cv {first.metrics.get('step_time_cv', 0.0):.0%} after "
-                     f"{first.metrics.get('measure_rounds', 1):.0f} rounds, not ranked")
+                else _noisy_text(first) + ", not ranked")
         numbers = ", ".join(str(r.number) for r in members[:8]) + (", ..." if len(members) > 8
                                                                    else "")
         result.append((f"{text[:160]} (trial{'s' if len(members) > 1 else ''} {numbers})",
                        len(members)))
     return result
+
+
+def _noisy_text(row: Row) -> str:
+    """Why a measured trial is not ranked: its noise, or too few timed steps (the time limit
+    came first; its note says so)."""
+    note = str(row.info.get("note", ""))
+    if "fewer than measure.min_timed_steps" in note:
+        return f"too few timed steps: {note.split(' (fewer than')[0]}"
+    return (f"noisy: step-time cv {row.metrics.get('step_time_cv', 0.0):.0%} after "
+            f"{row.metrics.get('measure_rounds', 1):.0f} rounds")
 
 
 def failure_lines(all_rows: list[Row]) -> list[str]:

@@ -19,12 +19,14 @@ class Console:
     """The search's lines, through `out`; `once` keeps a warning from repeating."""
 
     def __init__(self, out: Callable[[str], None], currency: str,
-                 room: str = "on the cluster", study: str = "", verbosity: int = 0) -> None:
+                 room: str = "on the cluster", study: str = "", verbosity: int = 0,
+                 min_timed_steps: int = 3) -> None:
         self.out = out
         self.currency = currency
         self.room = room  # where a trial waits for its cores: "on this machine" when local
         self.study = study  # named in the command that prints a failed trial's log
         self.verbosity = verbosity  # -1 (-q): warnings and the end only; 1 (-v): failed logs
+        self.min_timed_steps = min_timed_steps  # fewer timed steps: never ranked, said so
         self.started = time.monotonic()
         self.standing = Standing()  # what the live footer and the progress lines say
         self._said: set[str] = set()
@@ -65,7 +67,11 @@ class Console:
                      f"trial.log in MLflow)" if trial_log(result) else "")
             return f"  trial {number} {result.status}: {result.reason}{where}  [{elapsed}]"
         verdicts = ["REJECTED"] if violation > 0 else []  # said even when also noisy
-        if metrics.get(mx.NOISY):
+        steps = int(metrics.get(mx.TIMED_STEPS, self.min_timed_steps))
+        if metrics.get(mx.NOISY) and steps < self.min_timed_steps:  # not noise: no time
+            verdicts.append(f"TOO FEW STEPS ({steps} timed, {self.min_timed_steps} needed: "
+                            "the time limit came first), never ranked")
+        elif metrics.get(mx.NOISY):
             verdicts.append(f"NOISY after {metrics.get(mx.MEASURE_ROUNDS, 1):.0f} rounds, "
                             "never ranked")
         verdict = " and ".join(verdicts) or "ok"

@@ -63,7 +63,7 @@ class Search:
         self.trials_budget = trials or space.budget.trials
         self.timeout_s = timeout_s or space.budget.timeout_s
         self.console = Console(out, space.cost.currency, executor.room, self.study_name,
-                               verbosity)
+                               verbosity, space.measure.min_timed_steps)
         self.display = Display(self.console)  # the standing, and a live footer on a terminal
         self.running: dict[int, rs.Running] = {}
         self.submitted: list[Submitted] = []
