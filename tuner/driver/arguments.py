@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -34,18 +35,9 @@ def parser() -> argparse.ArgumentParser:
                                  epilog="example: tuner search --space "
                                  "search_spaces/quick_train.yaml --set budget.trials=6")
     search.add_argument("--space", required=True, help="search-space YAML file")
-    search.add_argument("--trials", type=_positive_int, help="total trials the study should hold "
-                        "(default: the space's budget.trials)")
-    search.add_argument("--timeout", type=_positive_float, metavar="S",
-                        help="stop starting trials after S seconds (default: budget.timeout_s)")
     search.add_argument("--study", type=_study_name,
                         help="study name (default: the space's study)")
-    _add_locations(search)
-    _add_cluster(search)
-    search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field of the space, e.g. --set budget.trials=4")
-    _add_result_json(search)
-    _add_verbosity(search)
+    _add_run_flags(search, "total trials the study should hold")
 
     nightly = commands.add_parser(
         "nightly", help="tonight's search: warm-started from earlier nights, last night's "
@@ -55,16 +47,7 @@ def parser() -> argparse.ArgumentParser:
     nightly.add_argument("--space", required=True, help="search-space YAML file")
     nightly.add_argument("--date", help="the night, YYYY-MM-DD (default: today); a night already "
                          "run is not measured again, its verdict is given again")
-    nightly.add_argument("--trials", type=_positive_int, help="trials tonight "
-                         "(default: the space's budget.trials)")
-    nightly.add_argument("--timeout", type=_positive_float, metavar="S",
-                         help="stop starting trials after S seconds (default: budget.timeout_s)")
-    _add_locations(nightly)
-    _add_cluster(nightly)
-    nightly.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a field of the space")
-    _add_result_json(nightly)
-    _add_verbosity(nightly)
+    _add_run_flags(nightly, "trials tonight")
 
     _add_reading_commands(commands)
     _add_result_commands(commands)
@@ -113,6 +96,20 @@ def _add_reading_commands(commands: Any) -> None:
                           help="print the space as the tuner reads it: overrides applied, "
                           "every default written out (a valid space file itself)")
     _add_format(validate)
+
+
+def _add_run_flags(parser: argparse.ArgumentParser, trials_help: str) -> None:
+    """What `search` and `nightly` share: budget, stores, cluster, overrides, output."""
+    parser.add_argument("--trials", type=_positive_int,
+                        help=f"{trials_help} (default: the space's budget.trials)")
+    parser.add_argument("--timeout", type=_positive_float, metavar="S",
+                        help="stop starting trials after S seconds (default: budget.timeout_s)")
+    _add_locations(parser)
+    _add_cluster(parser)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the space, e.g. --set budget.trials=4")
+    _add_result_json(parser)
+    _add_verbosity(parser)
 
 
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:
@@ -183,21 +180,20 @@ def _study_name(text: str) -> str:
     return text
 
 
-def _positive_int(text: str) -> int:
+def _positive(text: str, convert: Callable[[str], Any], what: str) -> Any:
+    """`text` as a positive finite `convert` (int, float), or one line naming `what`."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return int(_positive(text, int, "a positive integer"))
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
-    return value
+    return float(_positive(text, float, "a positive number of seconds"))
