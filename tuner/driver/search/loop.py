@@ -253,12 +253,15 @@ class Search:
         if self.records.retry_due():
             self.records.sync(rk.rows(self.study), only=set(self.records.unlogged))
         now = time.monotonic()
+        note_due = now - self._last_note >= PROGRESS_NOTE_S
+        if not (self.display.active or note_due):
+            return  # nothing shows the phases now: no lookup while trials are timed
         phases = {number: self.executor.progress(running.item) if running.item is not None
                   else "" for number, running in self.running.items()}
         self.display.phases({number: (running.started, phases[number])
                              for number, running in self.running.items()})
-        if now - self._last_note < PROGRESS_NOTE_S or self.display.active:
-            return  # a line every few minutes while long trials run: a quiet terminal, no hang
+        if self.display.active:
+            return  # the footer says it; a line every few minutes only in a log
         self._last_note = now
         for number, running in self.running.items():
             if now - running.started >= PROGRESS_NOTE_S:
