@@ -34,6 +34,8 @@ def _runs(workdir: Path, experiment: str) -> tuple[list, list]:
 def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(workdir.parent / "step-summary.md"))
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # a point a second
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
     result_json = workdir.parent / "result.json"
     code = main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "4",
                  "--result-json", str(result_json)])
@@ -97,6 +99,9 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys,
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
     history = client.get_metric_history(parent.info.run_id, "best_so_far_samples_per_sec")
     assert [m.step for m in history] == [0, 1, 2, 3]
+    load = client.get_metric_history(parent.info.run_id, "system/cpu_utilization_percentage")
+    assert len(load) >= 2 and all(0 <= m.value <= 100 for m in load), load  # the machine's load
+    assert "system/system_memory_usage_megabytes" in parent.data.metrics
     assert history[-1].value == parent.data.metrics["best_samples_per_sec"]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"space.resolved.yaml", "command.txt", "knob_effects.md"} <= artifacts, artifacts
