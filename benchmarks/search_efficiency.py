@@ -384,7 +384,7 @@ def time_breakdown(entries: list[dict[str, Any]]) -> dict[str, float]:
         known = timed + m.get("warmup_s", 0.0) + m.get("model_build_s", 0.0) + m.get("guard_s", 0.0)
         parts = {
             "timed steps, the kept round": kept,
-            "timed steps, rounds timed again (cv > max_cv)": timed - kept,
+            "timed steps, rounds timed again (too noisy)": timed - kept,
             "warm-up steps (compile included)": m.get("warmup_s", 0.0),
             "model build (the first optimizer imports torch._dynamo)": m.get("model_build_s", 0.0),
             "accuracy guard": m.get("guard_s", 0.0),

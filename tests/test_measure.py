@@ -28,6 +28,24 @@ def _fake_clock(step_s: float):
     return lambda: next(ticks) * step_s
 
 
+def test_noise_rule_fits_the_measurement() -> None:
+    """A few spread steps are noisy; hundreds of spread steps pin their median down, unless
+    even that median is uncertain (issue 23: judge the median's error, not the cv alone)."""
+    few = step_statistics.step_stats([1.0, 1.3, 0.8, 1.2, 0.9])
+    assert few.cv > 0.1 and step_statistics.too_noisy(few, 0.10, 0.05)
+    # 400 steps alternating 0.8 s / 1.2 s: cv 20%, the median known within ~3%
+    many = step_statistics.step_stats([0.8, 1.2] * 200)
+    assert many.cv == pytest.approx(0.2) and many.count == 400
+    assert many.median_error == pytest.approx(1.58 * 0.4 / 20 / 1.0)
+    assert not step_statistics.too_noisy(many, 0.10, 0.05)
+    assert step_statistics.too_noisy(many, 0.10, 0.01)  # a stricter bound: still noisy
+    assert not step_statistics.too_noisy(few, 0.5, 0.0)  # within max_cv: never noisy
+    # one outlier among many steady steps: a wide cv, a precise median
+    spike = step_statistics.step_stats([1.0] * 59 + [30.0])
+    assert spike.cv > 1 and spike.median_error == 0.0
+    assert not step_statistics.too_noisy(spike, 0.10, 0.05)
+
+
 def test_time_steps_counts_warmup_apart() -> None:
     calls = []
     settings = MeasureSettings(warmup_steps=2, timed_steps=4, min_timed_steps=2, max_timed_s=1e9)

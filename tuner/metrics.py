@@ -26,6 +26,7 @@ STEP_TIME_IQR_S = "step_time_iqr_s"
 STEP_TIME_CV = "step_time_cv"
 TIMED_STEPS = "timed_steps"
 NOISY = "noisy"
+MEDIAN_ERROR = "median_error"
 MEASURE_ROUNDS = "measure_rounds"
 COMPILE_S = "compile_s"
 GPU_PEAK_RESERVED_MB = "gpu_peak_reserved_mb"
@@ -59,6 +60,8 @@ REGISTRY: dict[str, Metric] = {metric.name: metric for metric in (
     Metric(STEP_TIME_IQR_S, "s", MINIMIZE, TRIAL, "inter-quartile range of the timed steps"),
     Metric(STEP_TIME_CV, "", MINIMIZE, TRIAL, "standard deviation / mean of the timed steps"),
     Metric(TIMED_STEPS, "steps", MAXIMIZE, TRIAL, "steps in the kept measurement round"),
+    Metric(MEDIAN_ERROR, "", MINIMIZE, TRIAL, "the median step's 95% interval half-width / "
+           "median (1.58 IQR / sqrt(steps))"),
     Metric(NOISY, "", MINIMIZE, TRIAL, "1 when the kept round was too noisy to rank"),
     Metric(MEASURE_ROUNDS, "rounds", MINIMIZE, TRIAL, "measurement rounds run"),
     Metric(COMPILE_S, "s", MINIMIZE, TRIAL, "first warm-up step beyond a timed one"),

@@ -31,8 +31,11 @@ class MeasureSettings:
     min_timed_steps: int = 3
     max_timed_s: float = 120.0
     # A round whose step-time cv is above max_cv is timed again, up to `remeasure` more rounds;
-    # a trial still noisy after them is marked noisy and can never be reported best.
+    # a trial still noisy after them is marked noisy and can never be reported best. A round
+    # of 20+ steps (measured by time) is noisy only if its median's 95% interval is also wider
+    # than max_median_error (relative): many spread steps still give a precise median.
     max_cv: float = 0.10
+    max_median_error: float = 0.05
     remeasure: int = 2
     # Screening: after screen_s of timed steps, a trial slower than prune_below x the search's
     # best so far stops there (pruned) instead of timing on; 0 turns it off.

@@ -85,8 +85,8 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
         )
     lines.append(count_line(all_rows, max_cv))
     if any(row.metrics.get(mx.STEP_TIME_CV, 0.0) > max_cv for row in best):
-        lines.append(f"! step-time cv above {max_cv:.0%}: timings noisy, re-measure before "
-                     "trusting")
+        lines.append(f"! step-time cv above {max_cv:.0%}: spread steps, ranked because enough of "
+                     "them pin the median (its 95% interval: median_error)")
     if front:
         lines.append(f"* Pareto front ({' vs '.join(objectives)}): trial(s) "
                      f"{', '.join(str(n) for n in sorted(front))}")

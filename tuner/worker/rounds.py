@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuner import progress as pg
-from tuner.stats import StepStats, step_stats
+from tuner.stats import StepStats, step_stats, too_noisy
 from tuner.trial import TrialConfig
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def _guard_reserve(config: TrialConfig, batch_size: int, build_s: float,
 def _timed_rounds(synchronize: Any, config: TrialConfig, stop_above_step_s: float,
                   log: pg.ProgressLog, deadline: float, reserve_s: Any,
                   build_s: float) -> Generator[None, None, tuple[Any, Any, Any, int, float, bool]]:
-    """Time the steps; while the step-time cv is above max_cv, time a fresh round (a noisy
+    """Time the steps; while they are too noisy (`stats.too_noisy`), time a fresh round (a noisy
     neighbour passes, a frequency settles), up to `remeasure` more, each only if it can end
     before the deadline with the guard's time left. Keeps the steadiest round: its median is
     the trial's figure; the first round's warm-up holds the compile time. The last value says
@@ -125,7 +125,8 @@ def _timed_rounds(synchronize: Any, config: TrialConfig, stop_above_step_s: floa
     timed_s = sum(first.step_times_s)
     left_noisy = False
     out_of_data = first.out_of_data
-    while (best[1].cv > settings.max_cv and rounds <= settings.remeasure and not first.pruned
+    while (too_noisy(best[1], settings.max_cv, settings.max_median_error)
+           and rounds <= settings.remeasure and not first.pruned
            and not out_of_data):
         needed_s = (settings.warmup_steps + settings.min_timed_steps) * best[1].median_s
         if time.perf_counter() + SAFETY * needed_s > deadline - reserve_s(best[0],

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner import metrics as mx
 from tuner import progress as pg
-from tuner.stats import percentile
+from tuner.stats import percentile, too_noisy
 from tuner.trial import FAILED, OK, OOM, PRUNED, UNSUPPORTED, TrialConfig, TrialInfo, TrialResult
 from tuner.worker.rounds import Timed, measure_rounds
 
@@ -247,7 +247,8 @@ def _metrics(config: TrialConfig, setup: Any, batch_size: int, compiled: bool, s
         "warmup_s": sum(first.warmup_times_s),
         mx.MEASURE_ROUNDS: float(timed.rounds),
         "timed_s": timed.timed_s,  # every round's timed steps, the kept one and those again
-        mx.NOISY: float(stats.cv > config.measure.max_cv
+        mx.MEDIAN_ERROR: stats.median_error,
+        mx.NOISY: float(too_noisy(stats, config.measure.max_cv, config.measure.max_median_error)
                         or stats.count < config.measure.min_timed_steps),
         # compile happens in the first step; what it cost beyond a steady step is compile time
         mx.COMPILE_S: max(0.0, first_warmup - stats.median_s) if compiled else 0.0,

@@ -72,7 +72,9 @@ class Console:
             verdicts.append(f"TOO FEW STEPS ({steps} timed, {self.min_timed_steps} needed: "
                             "the time limit came first), never ranked")
         elif metrics.get(mx.NOISY):
-            verdicts.append(f"NOISY after {metrics.get(mx.MEASURE_ROUNDS, 1):.0f} rounds, "
+            error = (f", median ±{metrics[mx.MEDIAN_ERROR]:.0%}"
+                     if metrics.get(mx.MEDIAN_ERROR) else "")
+            verdicts.append(f"NOISY after {metrics.get(mx.MEASURE_ROUNDS, 1):.0f} rounds{error}, "
                             "never ranked")
         verdict = " and ".join(verdicts) or "ok"
         speedup = metrics.get(mx.SPEEDUP, 0.0)

@@ -322,6 +322,7 @@ class SpaceReader(FieldReader):
             "min_timed_steps": lambda v, p: self.integer(v, p, 1, 100_000),
             "max_timed_s": lambda v, p: self.number(v, p, 0.001, 86400),
             "max_cv": lambda v, p: self.number(v, p, 0.0, 10.0),
+            "max_median_error": lambda v, p: self.number(v, p, 0.0, 1.0),
             "remeasure": lambda v, p: self.integer(v, p, 0, 10),
             "screen_s": lambda v, p: self.number(v, p, 0, 86400),
             "prune_below": lambda v, p: self.number(v, p, 0, 1)})
