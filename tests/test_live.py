@@ -24,6 +24,15 @@ def test_the_standing_says_done_left_best_budget_and_eta() -> None:
     assert Standing(to_run=3, deadline=60.0).eta_s(now=0.0) is None  # nothing finished yet
 
 
+def test_a_budget_of_time_only_counts_up() -> None:
+    from tuner.driver.search.standing import UNCOUNTED
+
+    standing = Standing(done=3, to_run=UNCOUNTED, started=0.0, deadline=1800.0,
+                        trial_durations_s=[60.0])
+    assert standing.summary(now=600.0) == "3 trials done, budget 20m00s left, ETA ~20m00s"
+    assert Console.counter(4, UNCOUNTED) == "[4]" and Console.counter(4, 12) == "[ 4/12]"
+
+
 def test_a_footer_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

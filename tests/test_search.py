@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import optuna
@@ -221,3 +222,60 @@ sampler: {name: random, seed: 0, start: sampler}
     assert len(measured) == 2  # both configs, each once
     assert len(reused) == 10 and "not counted against the budget" in out
     assert "the space looks exhausted; no new trials" in out
+
+
+def test_configs_that_cannot_run_here_cost_no_trial_of_the_budget(ray_local, workdir: Path,
+                                                                  capsys) -> None:
+    """The budget is for measurements (issue 23): a choice this machine cannot run (no GPU),
+    refused by its trial process or skipped once known, never takes a trial of it."""
+    space = workdir.parent / "gpu_less.yaml"
+    space.write_text("""
+study: gpu_less
+workload: {name: tiny_cnn, options: {image_size: 8}}
+knobs: {batch_size: [8, 16, 32], device: [cpu, cuda]}
+baseline: {batch_size: 8, device: cpu}
+budget: {trials: 3}
+cost: {cpu: {price_per_hour: 0.357}, cuda: {price_per_hour: 1.212}}
+measure: {warmup_steps: 1, timed_steps: 2, min_timed_steps: 2, max_cv: 1.0}
+guard: {steps: 1, batch_size: 8}
+sampler: {name: random, seed: 0, start: sampler, priors: false}
+try_first: [{device: cuda}, {device: cuda, batch_size: 16}]
+""", encoding="utf-8")
+    assert main(["search", "--space", str(space)]) == 0
+    out = capsys.readouterr().out
+    trials = _study(workdir, "gpu_less").get_trials()
+    measured = [t for t in trials if t.user_attrs.get(st.STATUS) == "ok"
+                and st.DUPLICATE_OF not in t.user_attrs]
+    unsupported = [t for t in trials if t.user_attrs.get(st.STATUS) == "unsupported"]
+    assert len(measured) == 3, out  # the whole budget measured configs
+    assert len(unsupported) >= 2 and all(t.user_attrs[st.KNOBS]["device"] == "cuda"
+                                         for t in unsupported)
+    assert "not counted against the budget" in out
+
+
+def test_a_time_budget_alone_runs_until_its_time_is_used(ray_local, workdir: Path,
+                                                         capsys) -> None:
+    """--timeout without --trials: the time is the budget, not the space's trial count; the
+    best configs are confirmed as the time runs out."""
+    space = workdir.parent / "timed.yaml"
+    space.write_text("""
+study: timed
+workload: {name: tiny_cnn, options: {image_size: 8}}
+knobs: {batch_size: [4, 8, 16, 32, 64], memory_format: [contiguous, channels_last],
+        num_workers: [0, 1]}
+baseline: {batch_size: 8}
+budget: {trials: 2}
+measure: {warmup_steps: 1, timed_steps: 2, min_timed_steps: 2, max_cv: 1.0}
+guard: {steps: 1, batch_size: 8}
+sampler: {name: random, seed: 0, start: sampler, priors: false}
+""", encoding="utf-8")
+    started = time.monotonic()
+    assert main(["search", "--space", str(space), "--timeout", "45"]) == 0
+    out = capsys.readouterr().out
+    assert "trials until the time budget of 45s is used or the space is exhausted" in out
+    assert "time budget of 45s reached: no new trials" in out
+    assert time.monotonic() - started >= 45
+    trials = _study(workdir, "timed").get_trials()
+    assert len([t for t in trials if st.DUPLICATE_OF not in t.user_attrs]) > 2, out
+    assert "confirming the best 2 config(s)" in out, out
+    assert any(t.user_attrs.get(st.ROLE) == st.CONFIRM for t in trials)

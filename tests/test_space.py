@@ -35,6 +35,13 @@ def test_minimal_space_gets_defaults() -> None:
     assert space.size() == 4
 
 
+def test_a_budget_of_time_only() -> None:
+    space = load_space(SPACES / "quick_train.yaml", ["budget.trials=null"])
+    assert space.budget.trials is None
+    assert space.budget.describe() == f"{space.budget.timeout_s:g} s, no trial count"
+    assert space.budget.confirmations(None) == 2  # confirmed as the time runs out
+
+
 def test_conditional_knob_only_when_compile_is_on() -> None:
     space = parse_space(MINIMAL.replace("knobs:", "knobs:\n  compile: [none, inductor]\n"
                                        "  compile_mode: [default, max-autotune]"))

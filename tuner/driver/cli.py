@@ -58,8 +58,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return 0
     knobs = ", ".join(f"{name} {knob.describe()}" for name, knob in space.knobs.items())
     print(f"{args.space}: ok: study {space.study}, workload {space.workload.name}, "
-          f"{space.size()} configs ({knobs}); budget {space.budget.trials} trials / "
-          f"{space.budget.timeout_s:g} s; objective {' and '.join(space.objectives)}; prices "
+          f"{space.size()} configs ({knobs}); budget {space.budget.describe()}; "
+          f"objective {' and '.join(space.objectives)}; prices "
           f"{space.cost.describe(space.devices())}")
     if trusted:
         what = {"script": "runs"}.get(space.workload.job, "imports and calls")

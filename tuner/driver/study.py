@@ -28,6 +28,7 @@ CONSTRAINT = mx.GUARD_VIOLATION  # user attr, and the Optuna constraint name
 MLFLOW_RUN_ID = "mlflow_run_id"
 METRICS = "metrics"
 DUPLICATE_OF = "duplicate_of"
+SKIPPED = "skipped"  # a config known not to run here, never started: not counted in the budget
 KNOBS = "knobs"
 BASELINE = "baseline"
 CONFIRM = "confirm"  # role: a fresh measurement of one of the best configs, at the budget's end

@@ -11,7 +11,7 @@ from typing import Any
 from tuner import metrics as mx
 from tuner.driver import ranking as rk
 from tuner.driver.search.results import trial_log
-from tuner.driver.search.standing import Standing, duration
+from tuner.driver.search.standing import UNCOUNTED, Standing, duration
 from tuner.trial import TrialResult
 
 
@@ -55,6 +55,8 @@ class Console:
 
     @staticmethod
     def counter(launched: int, to_run: int) -> str:
+        if to_run >= UNCOUNTED:  # a budget of time only
+            return f"[{launched}]"
         width = len(str(to_run))
         return f"[{launched:>{width}}/{to_run}]"
 

@@ -27,7 +27,8 @@ from tuner.driver.search.console import Console, duration
 from tuner.driver.search.hooks import SearchHooks
 from tuner.driver.search.live import Display
 from tuner.driver.search.records import Records, connect_tracker
-from tuner.driver.search.schedule import Schedule
+from tuner.driver.search.schedule import Schedule, baseline_limit_hint
+from tuner.driver.search.standing import UNCOUNTED
 from tuner.driver.search.summary import Outcome, outcome_of, summary_of
 from tuner.driver.search.tell import Teller
 from tuner.driver.space import Space
@@ -35,7 +36,7 @@ from tuner.driver.space.resolved import as_params, resolved_yaml
 from tuner.driver.storage import StorageFailed
 from tuner.driver.stores import Locations, ensure_local_folders, preflight, redact
 from tuner.errors import SearchAborted
-from tuner.trial import TIMEOUT, TrialResult
+from tuner.trial import UNSUPPORTED, TrialResult
 
 WAIT_SLICE_S = 10.0
 PROGRESS_NOTE_S = 120.0  # a line for trials running this long, so a quiet terminal is no hang
@@ -60,7 +61,9 @@ class Search:
         self.start_tags = start_tags or {}
         self.run_name = run_name  # the MLflow parent run's name (default: search-TIME)
         self.command_line = command_line  # as typed, passwords masked: an artifact of the run
-        self.trials_budget = trials or space.budget.trials
+        # --timeout without --trials: the time is the budget (a user who gives 30 minutes
+        # gets 30 minutes of search); None: no trial count
+        self.trials_budget = trials or (None if timeout_s else space.budget.trials)
         self.timeout_s = timeout_s or space.budget.timeout_s
         self.console = Console(out, space.cost.currency, executor.room, self.study_name,
                                verbosity, space.measure.min_timed_steps)
@@ -69,7 +72,8 @@ class Search:
         self.submitted: list[Submitted] = []
         self.launched = 0
         self.to_run = 0
-        self.reused_in_a_row = 0  # configs proposed again: reused, not counted
+        self.unmeasured_in_a_row = 0  # proposals reused or skipped: nothing measured
+        self.refused = 0  # trials whose process refused their config (unsupported here)
         self.study: Any = None
         self.storage: Any = None
         self.schedule: Schedule  # made when the study is open
@@ -107,7 +111,8 @@ class Search:
         assert self.records is not None
         self.records.sync(rk.rows(self.study), only=None)  # what a killed search left unlogged
         done_before = self.schedule.budget_used()
-        self.to_run = self.trials_budget - done_before
+        self.to_run = (UNCOUNTED if self.trials_budget is None
+                       else self.trials_budget - done_before)
         if self.to_run <= 0:
             self.console.out(f"study {self.study_name} already holds {done_before} finished "
                              f"trials (budget {self.trials_budget}); nothing to run. Raise "
@@ -167,9 +172,11 @@ class Search:
     def _opening_lines(self, done_before: int) -> None:
         assert self.records is not None
         space, out = self.space, self.console.detail
-        out(f"study {self.study_name}: {self.to_run} trials to run ({done_before} already "
-            f"done), {space.size()} configs in the space, time budget "
-            f"{duration(self.timeout_s)}")
+        budget = (f"trials until the time budget of {duration(self.timeout_s)} is used or the "
+                  f"space is exhausted ({done_before} already done)" if self.to_run >= UNCOUNTED
+                  else f"{self.to_run} trials to run ({done_before} already done), time budget "
+                  f"{duration(self.timeout_s)}")
+        out(f"study {self.study_name}: {budget}; {space.size()} configs in the space")
         texts = {"space.resolved.yaml": resolved_yaml(space)}
         if self.command_line:
             texts["command.txt"] = self.command_line + "\n"
@@ -211,7 +218,7 @@ class Search:
                 raise SearchAborted(
                     "the baseline trial failed, so there is nothing to compare against: "
                     + (rp.failure_lines(rk.rows(self.study))[-1:] or ["see MLflow"])[0]
-                    + self._baseline_limit_hint())
+                    + baseline_limit_hint(self.study, self.space))
         self.schedule.queue_first(*self._counts())
         while True:
             while (len(self.submitted) < self.space.trial.max_concurrent
@@ -222,15 +229,6 @@ class Search:
             if not self.submitted:
                 break
             self._drain(until_empty=False)
-
-    def _baseline_limit_hint(self) -> str:
-        """For a baseline that ran out of time twice: the flag, with a limit to try."""
-        last = [row for row in rk.rows(self.study) if row.role == st.BASELINE][-1:]
-        if not last or last[0].status != TIMEOUT:
-            return ""
-        tried = self.study.user_attrs.get(st.BASELINE_LIMIT, self.space.trial.time_limit_s)
-        return (f"; give it more time: --set trial.time_limit_s={int(2 * tried)} (or fewer "
-                "steps: measure.timed_steps, a smaller workload)")
 
     def _drain(self, until_empty: bool) -> None:
         while self.submitted:
@@ -269,7 +267,7 @@ class Search:
                                            running.time_limit_s, phases[number])
 
     def _counts(self) -> tuple[int, int, int]:
-        return self.launched, self.to_run, self.reused_in_a_row
+        return self.launched, self.to_run, self.unmeasured_in_a_row
 
     # -- one trial -----------------------------------------------------------------------------
 
@@ -286,13 +284,15 @@ class Search:
                             self.study_name, self.where.workdir)
         if isinstance(decision, ad.Reuse):
             self.launched -= 1  # nothing measured: the budget is for measurements
-            self.reused_in_a_row += 1
+            self.unmeasured_in_a_row += 1
             self.teller.reuse(trial, decision.earlier, self._counter())
             return role
-        self.reused_in_a_row = 0
-        if isinstance(decision, ad.Skip):
+        if isinstance(decision, ad.Skip):  # known not to run here: not counted either
+            self.launched -= 1
+            self.unmeasured_in_a_row += 1
             self.teller.skip(trial, role, decision, self._counter())
             return role
+        self.unmeasured_in_a_row = 0
         tags = {"tuner.role": role, "tuner.numerics": decision.key}
         if retry is not None:
             tags["tuner.retry_of"] = str(retry)
@@ -333,6 +333,9 @@ class Search:
             self.teller.stale(trial_number, result)
             self.to_run += 1  # its re-queued retry: one more trial for this search, as for LOST
             return
+        if result.status == UNSUPPORTED and self.refused < (self.trials_budget or UNCOUNTED):
+            self.refused += 1  # it measured nothing: one more trial for this search (bounded)
+            self.to_run += 1
         best = (next(iter(rk.ranked(rk.rows(self.study), self.space.objective)), None)
                 if result.ok else None)
         self.display.told(self.to_run, best)

@@ -18,8 +18,11 @@ from tuner.driver.search.console import Console, duration
 from tuner.driver.search.hooks import SearchHooks
 from tuner.driver.space import Space
 from tuner.driver.strategy import SWEEP
+from tuner.trial import TIMEOUT, UNSUPPORTED
 
-MAX_REUSED_IN_A_ROW = 10  # proposals of measured configs in a row before the space counts as spent
+# proposals in a row that measured nothing (a config measured already, or known not to run
+# here) before the space counts as spent
+MAX_UNMEASURED_IN_A_ROW = 10
 FIRST_DONE = "first_enqueued"  # study attr: the configs given to this search were queued
 PRIORS_DONE = "priors_enqueued"  # study attr: the hardware's known-good configs were queued
 
@@ -28,20 +31,24 @@ class Schedule:
     """Queues configs into the study and says whether another trial may start."""
 
     def __init__(self, study: Any, space: Space, console: Console, hooks: SearchHooks,
-                 trials_budget: int, timeout_s: float) -> None:
+                 trials_budget: int | None, timeout_s: float) -> None:
         self.study = study
         self.space = space
         self.console = console
         self.hooks = hooks
-        self.trials_budget = trials_budget
+        self.trials_budget = trials_budget  # None: a budget of time only
         self.timeout_s = timeout_s
+        # what marks this budget's confirmations as queued: the trial count, or (time only)
+        # this search's start
+        self.confirm_mark: int | str = (trials_budget if trials_budget is not None
+                                        else f"until {time.time() + timeout_s:.0f}")
 
-    def queue_first(self, launched: int, to_run: int, reused_in_a_row: int) -> None:
+    def queue_first(self, launched: int, to_run: int, unmeasured_in_a_row: int) -> None:
         """After the baseline: the hardware's known-good configs (once per study), then the
         hooks' configs and the space's try_first."""
         baseline = st.baseline_trial(self.study)
         if (self.space.sampler.priors and baseline is not None
-                and self.may_launch(launched, to_run, reused_in_a_row)):
+                and self.may_launch(launched, to_run, unmeasured_in_a_row)):
             configs = priors.prior_configs(self.space, baseline.user_attrs.get(st.INFO, {}))
             if st.enqueue_first(self.study, self.space, configs, PRIORS_DONE):
                 self.console.detail(f"queued known-good config(s) for this hardware next: "
@@ -59,19 +66,31 @@ class Schedule:
         measured again in fresh trials (once per budget: a resumed, larger one confirms its
         own best)."""
         count = self.space.budget.confirmations(self.trials_budget)
-        if (not count or self.study.user_attrs.get(st.CONFIRM_DONE) == self.trials_budget
-                or self.budget_used() < self.trials_budget - count):
+        if (not count or self.study.user_attrs.get(st.CONFIRM_DONE) == self.confirm_mark
+                or not self._near_the_end(count)):
             return
         best = rk.unconfirmed(rk.rows(self.study), self.space.objective)[:count]
         for row in best:
             self.study.enqueue_trial(self.space.searched(row.knobs),
                                      user_attrs={st.ROLE: st.CONFIRM, st.CONFIRMS: row.number})
-        self.study.set_user_attr(st.CONFIRM_DONE, self.trials_budget)  # a larger budget: again
+        self.study.set_user_attr(st.CONFIRM_DONE, self.confirm_mark)  # a larger budget: again
         if best:
             self.console.detail(f"confirming the best {len(best)} config(s), a fresh "
                                 f"measurement each (trial(s) "
                                 f"{', '.join(str(row.number) for row in best)}); the best is "
                                 "reported from these")
+
+    def _near_the_end(self, count: int) -> bool:
+        """Within the budget's last `count` trials: by count, or (time only) when the time
+        left holds `count` + 1 trials at this search's mean trial time."""
+        if self.trials_budget is not None:
+            return self.budget_used() >= self.trials_budget - count
+        durations = self.console.standing.trial_durations_s
+        if not durations:
+            return False
+        mean_s = sum(durations) / len(durations)
+        left_s = self.timeout_s - (time.monotonic() - self.console.started)
+        return left_s <= (count + 1) * mean_s / self.space.trial.max_concurrent
 
     def queue_sweep(self) -> None:
         """The one-knob-at-a-time sweep's next configs, when nothing else is queued; says
@@ -86,20 +105,22 @@ class Schedule:
     def budget_used(self) -> int:
         """Trials that count against the budget: finished for a reason of their own (not
         interrupted by a stopped search, those are re-queued; not a config proposed again,
-        whose result was reused without measuring) or running, in any search."""
+        whose result was reused without measuring; not a choice this machine cannot run,
+        skipped or refused by its trial process) or running, in any search. The budget is
+        for measurements."""
         return sum(1 for trial in self.study.get_trials(deepcopy=False)
                    if trial.state == TrialState.RUNNING or (
                        trial.state.is_finished() and not rc.is_interrupted(trial)
-                       and st.DUPLICATE_OF not in trial.user_attrs
-                       and st.RUN_AGAIN not in trial.user_attrs))
+                       and not _unmeasured(trial.user_attrs)))
 
-    def may_launch(self, launched: int, to_run: int, reused_in_a_row: int) -> bool:
-        if launched >= to_run or self.budget_used() >= self.trials_budget:
+    def may_launch(self, launched: int, to_run: int, unmeasured_in_a_row: int) -> bool:
+        if launched >= to_run or (self.trials_budget is not None
+                                  and self.budget_used() >= self.trials_budget):
             return False
-        if reused_in_a_row >= MAX_REUSED_IN_A_ROW:
-            self.console.once("exhausted", f"the sampler proposed {reused_in_a_row} "
-                              "measured configs in a row: the space looks exhausted; no new "
-                              "trials")
+        if unmeasured_in_a_row >= MAX_UNMEASURED_IN_A_ROW:
+            self.console.once("exhausted", f"the sampler proposed {unmeasured_in_a_row} "
+                              "configs in a row that were measured already or cannot run "
+                              "here: the space looks exhausted; no new trials")
             return False
         if time.monotonic() - self.console.started >= self.timeout_s:
             self.console.once("timeout", f"time budget of {duration(self.timeout_s)} reached: "
@@ -107,3 +128,19 @@ class Schedule:
             return False
         return True
 
+
+
+def _unmeasured(attrs: dict[str, Any]) -> bool:
+    """A finished trial that measured nothing of its config's own."""
+    return (st.DUPLICATE_OF in attrs or st.RUN_AGAIN in attrs or st.SKIPPED in attrs
+            or attrs.get(st.STATUS) == UNSUPPORTED)
+
+
+def baseline_limit_hint(study: Any, space: Space) -> str:
+    """For a baseline that ran out of time twice: the flag, with a limit to try."""
+    last = [row for row in rk.rows(study) if row.role == st.BASELINE][-1:]
+    if not last or last[0].status != TIMEOUT:
+        return ""
+    tried = study.user_attrs.get(st.BASELINE_LIMIT, space.trial.time_limit_s)
+    return (f"; give it more time: --set trial.time_limit_s={int(2 * tried)} (or fewer "
+            "steps: measure.timed_steps, a smaller workload)")

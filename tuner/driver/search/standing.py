@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+UNCOUNTED = 10**6  # trials to run of a budget of time only: until the time is used
+
 
 def duration(seconds: float) -> str:
     """`42s`, `4m15s`, `1h05m`: how long, at a glance."""
@@ -47,7 +49,8 @@ class Standing:
     def summary(self, now: float | None = None) -> str:
         """`5/14 trials done, best 12.30 samples/s (trial 4), budget 22m10s left, ETA ~31m`."""
         now = time.monotonic() if now is None else now
-        parts = [f"{self.done}/{self.to_run} trials done"]
+        parts = [f"{self.done} trials done" if self.to_run >= UNCOUNTED
+                 else f"{self.done}/{self.to_run} trials done"]
         if self.best:
             parts.append(f"best {self.best}")
         parts.append(f"budget {duration(max(0.0, self.deadline - now))} left")

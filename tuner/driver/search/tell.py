@@ -52,13 +52,14 @@ class Teller:
         of memory, a GPU the cluster lacks): skipped without starting a process."""
         trial.set_user_attr(st.STATUS, skip.status)
         trial.set_user_attr(st.REASON, skip.reason)
+        trial.set_user_attr(st.SKIPPED, True)
         if skip.status == OOM:
             trial.set_constraint(st.CONSTRAINT, 1.0)  # infeasible: the sampler moves away
         self.records.start_trial(trial, trial.user_attrs[st.KNOBS], {"tuner.role": role},
                                  st.MLFLOW_RUN_ID)
         self.close(trial.number, state=TrialState.PRUNED)
-        self.console.detail(f"{counter} trial {trial.number} skipped, not started: "
-                            f"{skip.reason}")
+        self.console.detail(f"{counter} trial {trial.number} skipped, not started (not counted "
+                            f"against the budget): {skip.reason}")
 
     def record(self, running: rs.Running, verdict: rs.Interpreted) -> None:
         """The result's attributes on the trial, before it is closed; raises

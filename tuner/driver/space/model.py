@@ -65,15 +65,27 @@ class KnobSpace:
 
 @dataclass(frozen=True)
 class Budget:
-    trials: int = 12
+    """When a search stops starting trials: after `trials` measurements or `timeout_s`,
+    whichever comes first; `trials: null` (or --timeout without --trials): when the time is
+    used, or the space exhausted."""
+
+    trials: int | None = 12
     timeout_s: float = 1800.0
     # the last `confirm` trials re-measure the best configs so far; the best is then reported
     # from those confirming measurements only (one measurement of the winner is biased up).
     # None (auto): 2 for a budget of 16 trials or more, else none (small budgets need them all)
     confirm: int | None = None
 
-    def confirmations(self, trials: int) -> int:
-        """Confirming trials at the end of a budget of `trials` (--trials may override it)."""
+    def describe(self) -> str:
+        if self.trials is None:
+            return f"{self.timeout_s:g} s, no trial count"
+        return f"{self.trials} trials / {self.timeout_s:g} s"
+
+    def confirmations(self, trials: int | None) -> int:
+        """Confirming trials at the end of a budget of `trials` (--trials may override it;
+        None: a budget of time only, confirmed as its time runs out)."""
+        if trials is None:
+            return AUTO_CONFIRM if self.confirm is None else self.confirm
         if self.confirm is not None:
             return min(self.confirm, max(0, trials - 1))  # never all: the baseline is first
         return AUTO_CONFIRM if trials >= AUTO_CONFIRM_FROM else 0

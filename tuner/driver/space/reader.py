@@ -311,7 +311,7 @@ class SpaceReader(FieldReader):
 
     def budget(self, raw: Any) -> Budget:
         return self.section(Budget, raw, "budget", {
-            "trials": lambda v, p: self.integer(v, p, 1, 100_000),
+            "trials": lambda v, p: None if v is None else self.integer(v, p, 1, 100_000),
             "timeout_s": lambda v, p: self.number(v, p, 1, 30 * 86400),
             "confirm": lambda v, p: None if v in (None, "auto") else self.integer(v, p, 0, 100)})
 
