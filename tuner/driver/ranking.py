@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner import metrics as mx
 from tuner.driver import study as st
+from tuner.driver.pairs import Paired, paired
 from tuner.driver.strategy import config_key
 
 
@@ -35,6 +36,7 @@ class Row:
     info: dict[str, Any] = field(default_factory=dict)
     confirms: int | None = None  # a confirming trial: the trial whose config it re-measured
     log: str = ""  # a trial that did not end ok: its traceback and its output's tail
+    pair: str | None = None  # a confirming trial: its round of the paired confirmation
 
     @property
     def feasible(self) -> bool:
@@ -79,6 +81,7 @@ def row_of(trial: FrozenTrial) -> Row:
         info=attrs.get(st.INFO, {}),
         confirms=attrs.get(st.CONFIRMS),
         log=attrs.get(st.LOG, ""),
+        pair=attrs.get(st.PAIR),
     )
 
 
@@ -100,16 +103,33 @@ def _state_reason(trial: FrozenTrial) -> str:
 
 def ranked(all_rows: list[Row], objective: str) -> list[Row]:
     """Feasible measured trials, best first (the baseline included, as the reference). Once
-    a study has confirming trials, the best of them comes first, whatever a single unconfirmed
-    measurement says (the best is reported from confirmed measurements only), and the first
+    a study has confirming trials, a confirmed config comes first, whatever a single
+    unconfirmed measurement says (the best is reported from confirmed measurements only): the
+    one the paired confirmation names (`pairs`), else the best by its median confirming
+    measurement. A confirmed config is one row, its median confirming measurement; the first
     measurements of the configs they confirm are left out."""
     def best_first(row: Row) -> float:
         return row.metrics.get(objective, 0.0) * mx.sort_key(objective)
 
-    confirming = sorted((row for row in _measured(all_rows) if row.role == st.CONFIRM),
-                        key=best_first)
-    rest = sorted(confirming[1:] + unconfirmed(all_rows, objective), key=best_first)
-    return confirming[:1] + rest
+    measured = _measured(all_rows)
+    by_config: dict[str, list[Row]] = {}
+    for row in measured:
+        if row.role == st.CONFIRM:
+            by_config.setdefault(config_key(row.knobs), []).append(row)
+    confirmed = sorted((sorted(rows, key=lambda r: r.metrics.get(objective, 0.0))[
+        (len(rows) - 1) // 2] for rows in by_config.values()), key=best_first)
+    verdict = paired_verdict(all_rows, objective)
+    if verdict is not None:
+        named = config_key(verdict.named.knobs)
+        confirmed.sort(key=lambda row: config_key(row.knobs) != named)  # stable: named first
+    rest = sorted(confirmed[1:] + unconfirmed(all_rows, objective), key=best_first)
+    return confirmed[:1] + rest
+
+
+def paired_verdict(all_rows: list[Row], objective: str) -> Paired | None:
+    """The newest paired confirmation's verdict, for the table and MLflow."""
+    base = baseline_row(all_rows)
+    return paired(_measured(all_rows), objective, base.knobs if base else None)
 
 
 def unconfirmed(all_rows: list[Row], objective: str) -> list[Row]:

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from tuner import metrics as mx
-from tuner.driver.ranking import Row, baseline_row, pareto_front, ranked
+from tuner.driver.ranking import Row, baseline_row, paired_verdict, pareto_front, ranked
 from tuner.trial import MeasureSettings
 
 
@@ -84,6 +84,9 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
             f"{columns}{changes(row.knobs, base.knobs if base else None)}{_confirming(row)}"
         )
     lines.append(count_line(all_rows, max_cv))
+    verdict = paired_verdict(all_rows, objective)
+    if verdict is not None:
+        lines.append(verdict.describe())
     if any(row.metrics.get(mx.STEP_TIME_CV, 0.0) > max_cv for row in best):
         lines.append(f"! step-time cv above {max_cv:.0%}: spread steps, ranked because enough of "
                      "them pin the median (its 95% interval: median_error)")
@@ -143,6 +146,9 @@ def markdown_summary(all_rows: list[Row], objective: str, currency: str = "USD",
             f"{m.get('speedup', 0.0):.2f}x | {m.get('samples_per_dollar', 0.0):,.0f} | "
             f"{m.get('step_time_cv', 0.0):.1%} | {'*' if row.number in front else ''} | "
             f"{changes(row.knobs, base.knobs if base else None)}{_confirming(row)} |")
+    verdict = paired_verdict(all_rows, objective)
+    if verdict is not None:
+        lines += ["", verdict.describe()]
     cheapest = cheapest_line(all_rows, currency)
     if cheapest:
         lines += ["", cheapest]

@@ -76,7 +76,8 @@ class Console:
         elif metrics.get(mx.NOISY):
             error = (f", median ±{metrics[mx.MEDIAN_ERROR]:.0%}"
                      if metrics.get(mx.MEDIAN_ERROR) else "")
-            verdicts.append(f"NOISY after {metrics.get(mx.MEASURE_ROUNDS, 1):.0f} rounds{error}, "
+            rounds = int(metrics.get(mx.MEASURE_ROUNDS, 1))
+            verdicts.append(f"NOISY after {rounds} round{'s' if rounds != 1 else ''}{error}, "
                             "never ranked")
         verdict = " and ".join(verdicts) or "ok"
         speedup = metrics.get(mx.SPEEDUP, 0.0)

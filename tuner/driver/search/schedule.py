@@ -62,23 +62,31 @@ class Schedule:
                                 f"queued the space's {queued} try_first config(s) next")
 
     def queue_confirmations(self) -> None:
-        """At the budget's last `budget.confirm` trials: the best configs not yet confirmed,
-        measured again in fresh trials (once per budget: a resumed, larger one confirms its
-        own best)."""
-        count = self.space.budget.confirmations(self.trials_budget)
+        """At the budget's end: the best configs not yet confirmed, measured again in fresh
+        trials, in interleaved rounds (A B, B A, ...: `pairs`), once per budget (a resumed,
+        larger one confirms its own best)."""
+        budget = self.space.budget
+        count = budget.confirmations(self.trials_budget)
+        rounds = budget.confirmation_rounds(self.trials_budget, count)
         if (not count or self.study.user_attrs.get(st.CONFIRM_DONE) == self.confirm_mark
-                or not self._near_the_end(count)):
+                or not self._near_the_end(count * rounds)):
             return
         best = rk.unconfirmed(rk.rows(self.study), self.space.objective)[:count]
-        for row in best:
-            self.study.enqueue_trial(self.space.searched(row.knobs),
-                                     user_attrs={st.ROLE: st.CONFIRM, st.CONFIRMS: row.number})
+        for round_ in range(rounds):  # who goes first alternates: no order effect
+            for row in best if round_ % 2 == 0 else best[::-1]:
+                self.study.enqueue_trial(self.space.searched(row.knobs), user_attrs={
+                    st.ROLE: st.CONFIRM, st.CONFIRMS: row.number,
+                    st.PAIR: f"{self.confirm_mark}:{round_}"})
         self.study.set_user_attr(st.CONFIRM_DONE, self.confirm_mark)  # a larger budget: again
-        if best:
-            self.console.detail(f"confirming the best {len(best)} config(s), a fresh "
-                                f"measurement each (trial(s) "
-                                f"{', '.join(str(row.number) for row in best)}); the best is "
-                                "reported from these")
+        if len(best) > 1:
+            self.console.detail(
+                f"confirming the best {len(best)} configs (trials "
+                f"{', '.join(str(row.number) for row in best)}) in {rounds} interleaved "
+                f"round(s), each a fresh trial: the best is decided from these, by their "
+                "ratio and its interval")
+        elif best:
+            self.console.detail(f"confirming the best config (trial {best[0].number}), a "
+                                "fresh measurement: the best is reported from it")
 
     def _near_the_end(self, count: int) -> bool:
         """Within the budget's last `count` trials: by count, or (time only) when the time

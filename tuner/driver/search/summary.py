@@ -67,6 +67,10 @@ def summary_of(outcome: Outcome, study: Any, space: Space, where: Locations,
         metrics["best_speedup"] = best[0].metrics.get(mx.SPEEDUP, 0.0)
         tags["tuner.best_trial"] = str(best[0].number)
         tags["tuner.best_config"] = rp.changes(best[0].knobs, base.knobs if base else None)
+    verdict = rk.paired_verdict(outcome.rows, space.objective)
+    if verdict is not None:  # the ratio of the two best and its interval (issue 23)
+        metrics.update(verdict.metrics())
+        tags["tuner.paired_confirmation"] = verdict.describe()
     cheapest = rp.cheapest_line(outcome.rows, space.cost.currency)
     if cheapest:
         tags["tuner.most_samples_per_dollar"] = cheapest[:5000]

@@ -71,15 +71,27 @@ class Budget:
 
     trials: int | None = 12
     timeout_s: float = 1800.0
-    # the last `confirm` trials re-measure the best configs so far; the best is then reported
-    # from those confirming measurements only (one measurement of the winner is biased up).
-    # None (auto): 2 for a budget of 16 trials or more, else none (small budgets need them all)
+    # the budget's last trials re-measure the `confirm` best configs so far, in
+    # `confirm_rounds` interleaved rounds (A B, B A, ...: tuner/driver/pairs.py); the best is
+    # then reported from those confirming measurements only (one measurement of the winner is
+    # biased up). None (auto): 2 configs for a budget of 16 trials or more, else none
     confirm: int | None = None
+    confirm_rounds: int = 3
 
     def describe(self) -> str:
         if self.trials is None:
             return f"{self.timeout_s:g} s, no trial count"
         return f"{self.trials} trials / {self.timeout_s:g} s"
+
+    def confirmation_rounds(self, trials: int | None, configs: int) -> int:
+        """Rounds of the confirmation of `configs` configs: one for a single config (nothing
+        to pair it with), else confirm_rounds, fewer when the budget cannot hold them beside
+        the baseline."""
+        if configs < 2:
+            return 1
+        if trials is None:
+            return self.confirm_rounds
+        return max(1, min(self.confirm_rounds, (trials - 1) // configs))
 
     def confirmations(self, trials: int | None) -> int:
         """Confirming trials at the end of a budget of `trials` (--trials may override it;

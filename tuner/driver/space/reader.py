@@ -313,7 +313,8 @@ class SpaceReader(FieldReader):
         return self.section(Budget, raw, "budget", {
             "trials": lambda v, p: None if v is None else self.integer(v, p, 1, 100_000),
             "timeout_s": lambda v, p: self.number(v, p, 1, 30 * 86400),
-            "confirm": lambda v, p: None if v in (None, "auto") else self.integer(v, p, 0, 100)})
+            "confirm": lambda v, p: None if v in (None, "auto") else self.integer(v, p, 0, 100),
+            "confirm_rounds": lambda v, p: self.integer(v, p, 1, 50)})
 
     def measure(self, raw: Any) -> MeasureSettings:
         settings = self.section(MeasureSettings, raw, "measure", {
