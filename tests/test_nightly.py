@@ -138,3 +138,46 @@ def test_a_bad_date_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     assert capsys.readouterr().err.strip() == (
         "tuner: error: --date: expected YYYY-MM-DD, got '23/11/2026'")
     assert not (tmp_path / "w").exists()
+
+
+def _rows(pairs: list[tuple[float, float]]) -> list:
+    """Tonight: baseline 16, last night's champion 256 re-measured, a 64 that measured
+    faster once, then confirming rounds of 64 and 256 (speeds in `pairs`)."""
+    from tuner.driver.ranking import Row
+
+    def row(number: int, batch: int, speed: float, role: str, pair: str | None = None) -> Row:
+        return Row(number=number, role=role, status="ok", reason="", knobs={"batch_size": batch},
+                   metrics={"samples_per_sec": speed, "speedup": speed / 10.0}, violation=0.0,
+                   pair=pair, confirms=None if pair is None else {64: 2, 256: 1}[batch])
+
+    rows = [row(0, 16, 10.0, st.BASELINE), row(1, 256, 30.0, nightly.CHAMPION),
+            row(2, 64, 33.0, "sampler")]
+    for round_, (fast, champion) in enumerate(pairs):
+        rows += [row(3 + 2 * round_, 64, fast, st.CONFIRM, f"6:{round_}"),
+                 row(4 + 2 * round_, 256, champion, st.CONFIRM, f"6:{round_}")]
+    return rows
+
+
+def test_a_tie_with_last_nights_champion_is_not_a_change() -> None:
+    """Issue 23: night 2 crowned another config on a single measurement, and said "best config
+    changed": noise. The pairs decide; a tie keeps the champion."""
+    from tuner.driver.ranking import Row
+
+    last = [Row(0, st.BASELINE, "ok", "", {"batch_size": 16}, {"samples_per_sec": 10.0,
+                                                               "speedup": 1.0}, 0.0),
+            Row(1, "sampler", "ok", "", {"batch_size": 256}, {"samples_per_sec": 30.0,
+                                                              "speedup": 3.0}, 0.0)]
+    tied = nightly.compare(_rows([(31.0, 30.0), (29.0, 30.5), (30.8, 30.2)]), last,
+                           "night-1", "samples_per_sec", 0.5)
+    assert tied.tonight is not None and tied.tonight.knobs == {"batch_size": 256}
+    assert not any(line.startswith("best config changed") for line in tied.lines), tied.lines
+    assert any("named the incumbent (last night's champion: a tie is not a change)" in line
+               for line in tied.lines), tied.lines
+
+    changed = nightly.compare(_rows([(39.0, 30.0), (40.0, 30.5), (38.5, 29.8)]), last,
+                              "night-1", "samples_per_sec", 0.5)
+    assert changed.tonight is not None and changed.tonight.knobs == {"batch_size": 64}
+    [line] = [line for line in changed.lines if line.startswith("best config changed")]
+    assert line.startswith("best config changed (by pairs, 1.30x last night's champion, 95% "
+                           "interval 1.2"), line
+    assert line.endswith("batch_size 256 -> 64")

@@ -19,12 +19,13 @@ from typing import Any
 from tuner import metrics as mx
 from tuner.driver import ranking as rk
 from tuner.driver import report as rp
+from tuner.driver import study as st
 from tuner.driver.search.hooks import Extras, SearchHooks
 from tuner.driver.search.summary import Outcome
 from tuner.errors import REGRESSION_EXIT_CODE, UserError
 
 NIGHT = ".night."
-CHAMPION = "champion"  # role of last night's champion, re-measured tonight
+CHAMPION = st.CHAMPION  # role of last night's champion, re-measured tonight
 WARM_START = "warm_start"  # role of the other best earlier configs queued tonight
 
 
@@ -109,9 +110,7 @@ def compare(tonight_rows: list[rk.Row], last_rows: list[rk.Row] | None, last_nig
     lines.append(f"absolute, with machine drift: champion {tonight.samples_per_sec:.2f} vs "
                  f"{last.samples_per_sec:.2f} samples/s "
                  f"({tonight.samples_per_sec / last.samples_per_sec - 1:+.0%}){drift}")
-    changed = knob_changes(last.knobs, tonight.knobs)
-    if changed:
-        lines.append("best config changed: " + ", ".join(changed))
+    lines += _change_lines(knob_changes(last.knobs, tonight.knobs), last, tonight_rows, objective)
     if ratio < 1 - threshold:
         lines.insert(0, (f"REGRESSION: tonight's champion is {speedup:.2f}x its baseline, last "
                          f"night's ({last_night}) was {last_speedup:.2f}x: {ratio:.2f} of it, "
@@ -122,6 +121,23 @@ def compare(tonight_rows: list[rk.Row], last_rows: list[rk.Row] | None, last_nig
                      f"night's ({last_night}) {last_speedup:.2f}x ({ratio:.2f} of it; "
                      f"threshold {threshold:g})"))
     return Verdict("ok", lines, tonight, last, ratio)
+
+
+def _change_lines(changed: list[str], last: rk.Row, tonight_rows: list[rk.Row],
+                  objective: str) -> list[str]:
+    """Whether the best config changed, as the paired confirmation against last night's
+    champion judged it (a tie is not a change: the champion keeps its place)."""
+    verdict = rk.paired_verdict(tonight_rows, objective)
+    against = verdict is not None and not knob_changes(last.knobs, verdict.other.knobs)
+    lines = [verdict.describe()] if verdict is not None else []
+    if not changed:
+        return lines
+    if verdict is not None and against and verdict.decided:
+        how = (f"by pairs, {verdict.ratio:.2f}x last night's champion, 95% interval "
+               f"{verdict.low:.2f}-{verdict.high:.2f}")
+    else:
+        how = "by single measurements: no paired confirmation against last night's champion"
+    return lines + [f"best config changed ({how}): " + ", ".join(changed)]
 
 
 class Nightly(SearchHooks):
@@ -185,6 +201,16 @@ class Nightly(SearchHooks):
             if len(picked) >= self.space.nightly.warm_start:
                 break
         return picked
+
+    def must_confirm(self) -> dict[str, Any] | None:
+        """Last night's champion config: tonight's paired confirmation measures it beside
+        tonight's best, so "best config changed" is judged by pairs, not single runs."""
+        last = next(iter(rk.ranked(self.last_rows or [], self.space.objective)), None)
+        if last is None:
+            return None
+        config = self.space.searched(last.knobs)  # the baseline's too: it is measured tonight
+        fits = all(self.space.knobs[name].contains(value) for name, value in config.items())
+        return config if fits else None
 
     def summary_extras(self, outcome: Outcome) -> Extras:
         verdict = self.judge(outcome)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuner import metrics as mx
+from tuner.driver import study as st
 from tuner.driver.strategy import config_key
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def paired(rows: list[Row], objective: str, baseline_knobs: dict[str, Any] | Non
     a, b = _median_row(first, objective), _median_row(second, objective)
     if decided:
         return Paired(a, b, math.exp(mean), low, high, len(logs), True)
-    named, why = _simpler(a, b, baseline_knobs)
+    named, why = _tie_break(a, b, baseline_knobs, _incumbents(rows))
     ratio = math.exp(mean) if named is a else math.exp(-mean)
     low, high = (low, high) if named is a else (1 / high, 1 / low)
     return Paired(named, b if named is a else a, ratio, low, high, len(logs), False, why)
@@ -125,9 +126,19 @@ def _median_row(measured: dict[str, Row], objective: str) -> Row:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def _simpler(a: Row, b: Row, baseline_knobs: dict[str, Any] | None) -> tuple[Row, str]:
-    """Of two tied configs, the one with fewer changes from the baseline, then the one with
-    more samples per dollar."""
+def _incumbents(rows: list[Row]) -> set[str]:
+    """Configs measured as last night's champion (tuner nightly): a tie is not a change."""
+    return {config_key(row.knobs) for row in rows if row.role == st.CHAMPION}
+
+
+def _tie_break(a: Row, b: Row, baseline_knobs: dict[str, Any] | None,
+               incumbents: set[str]) -> tuple[Row, str]:
+    """Of two tied configs: the incumbent (last night's champion), else the one with fewer
+    changes from the baseline, then the one with more samples per dollar."""
+    held = [row for row in (a, b) if config_key(row.knobs) in incumbents]
+    if len(held) == 1:
+        return held[0], "incumbent (last night's champion: a tie is not a change)"
+
     def changes(row: Row) -> int:
         base = baseline_knobs or {}
         return sum(1 for knob, value in row.knobs.items() if base.get(knob, value) != value)

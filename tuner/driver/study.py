@@ -33,6 +33,7 @@ KNOBS = "knobs"
 BASELINE = "baseline"
 CONFIRM = "confirm"  # role: a fresh measurement of one of the best configs, at the budget's end
 CONFIRMS = "confirms"  # user attr of a confirming trial: the trial it re-measures
+CHAMPION = "champion"  # role: last night's champion, re-measured tonight (tuner nightly)
 PAIR = "pair"  # user attr of a confirming trial: "PASS:ROUND", its round of the paired confirmation
 STEP_TIMES = "step_times_s"
 GUARD_LOSSES = "guard_losses"

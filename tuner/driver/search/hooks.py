@@ -20,6 +20,11 @@ class SearchHooks:
         """(config, role) to measure right after the baseline."""
         return []
 
+    def must_confirm(self) -> dict[str, Any] | None:
+        """A config the budget's paired confirmation must measure beside the best (nightly:
+        last night's champion, so a change of champion is judged by pairs), or None."""
+        return None
+
     def summary_extras(self, outcome: Outcome) -> Extras:
         """Metrics, tags and text files for the search's MLflow parent run."""
         return {}, {}, {}

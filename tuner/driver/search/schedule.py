@@ -6,6 +6,7 @@ and the budget itself (trials, time, a space measured out).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from optuna.trial import TrialState
@@ -17,7 +18,7 @@ from tuner.driver import study as st
 from tuner.driver.search.console import Console, duration
 from tuner.driver.search.hooks import SearchHooks
 from tuner.driver.space import Space
-from tuner.driver.strategy import SWEEP
+from tuner.driver.strategy import SWEEP, config_key
 from tuner.trial import TIMEOUT, UNSUPPORTED
 
 # proposals in a row that measured nothing (a config measured already, or known not to run
@@ -65,13 +66,16 @@ class Schedule:
         """At the budget's end: the best configs not yet confirmed, measured again in fresh
         trials, in interleaved rounds (A B, B A, ...: `pairs`), once per budget (a resumed,
         larger one confirms its own best)."""
-        budget = self.space.budget
+        budget, must = self.space.budget, self.hooks.must_confirm()
         count = budget.confirmations(self.trials_budget)
+        if must is not None and budget.confirm is None and (self.trials_budget or 4) >= 4:
+            count = max(count, 2)  # nightly: a change of champion is judged by pairs
         rounds = budget.confirmation_rounds(self.trials_budget, count)
         if (not count or self.study.user_attrs.get(st.CONFIRM_DONE) == self.confirm_mark
                 or not self._near_the_end(count * rounds)):
             return
-        best = rk.unconfirmed(rk.rows(self.study), self.space.objective)[:count]
+        best = _with(rk.unconfirmed(rk.rows(self.study), self.space.objective), count,
+                     must, self.space.searched)
         for round_ in range(rounds):  # who goes first alternates: no order effect
             for row in best if round_ % 2 == 0 else best[::-1]:
                 self.study.enqueue_trial(self.space.searched(row.knobs), user_attrs={
@@ -152,3 +156,17 @@ def baseline_limit_hint(study: Any, space: Space) -> str:
     tried = study.user_attrs.get(st.BASELINE_LIMIT, space.trial.time_limit_s)
     return (f"; give it more time: --set trial.time_limit_s={int(2 * tried)} (or fewer "
             "steps: measure.timed_steps, a smaller workload)")
+
+
+def _with(ranked: list[rk.Row], count: int, must: dict[str, Any] | None,
+          searched: Callable[[dict[str, Any]], dict[str, Any]]) -> list[rk.Row]:
+    """The `count` best, the config `must` among them (in the last place) if it was measured
+    and is not there already; configs compared by the knobs the space searches."""
+    best = ranked[:count]
+    if must is None or count < 2:
+        return best
+    key = config_key(searched(must))
+    if any(config_key(searched(row.knobs)) == key for row in best):
+        return best
+    wanted = next((row for row in ranked if config_key(searched(row.knobs)) == key), None)
+    return best if wanted is None else best[:-1] + [wanted]
