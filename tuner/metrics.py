@@ -29,6 +29,8 @@ NOISY = "noisy"
 MEDIAN_ERROR = "median_error"
 MEASURE_ROUNDS = "measure_rounds"
 COMPILE_S = "compile_s"
+COMPILE_PAYOFF_STEPS = "compile_payoff_steps"
+JOB_SAMPLES_PER_SEC = "job_samples_per_sec"
 GPU_PEAK_RESERVED_MB = "gpu_peak_reserved_mb"
 GUARD_LOSS = "guard_loss"
 GUARD_REFERENCE = "guard_reference"
@@ -65,6 +67,12 @@ REGISTRY: dict[str, Metric] = {metric.name: metric for metric in (
     Metric(NOISY, "", MINIMIZE, TRIAL, "1 when the kept round was too noisy to rank"),
     Metric(MEASURE_ROUNDS, "rounds", MINIMIZE, TRIAL, "measurement rounds run"),
     Metric(COMPILE_S, "s", MINIMIZE, TRIAL, "first warm-up step beyond a timed one"),
+    Metric(COMPILE_PAYOFF_STEPS, "steps", MINIMIZE, DRIVER, "steps after which compiling "
+           "pays off: compile_s / the step time saved against the eager twin (same config, "
+           "compile none), when that was measured first"),
+    Metric(JOB_SAMPLES_PER_SEC, "samples/s", MAXIMIZE, DRIVER, "samples/s over a job of "
+           "measure.job_steps steps, compile included: samples/s / (1 + compile_s / (job_steps "
+           "x median step))", objective=True),
     Metric(GPU_PEAK_RESERVED_MB, "MB", MINIMIZE, TRIAL, "the CUDA caching allocator's peak"),
     Metric(GUARD_LOSS, "", MINIMIZE, TRIAL, "the accuracy guard's value for the config"),
     Metric(GUARD_REFERENCE, "", MINIMIZE, DRIVER, "the baseline's guard value"),

@@ -41,6 +41,9 @@ class MeasureSettings:
     # best so far stops there (pruned) instead of timing on; 0 turns it off.
     screen_s: float = 0.0
     prune_below: float = 0.0
+    # The user's job length in steps: job_samples_per_sec charges compile_s over it (the
+    # objective for a short job, which compiling may slow down); None: not computed.
+    job_steps: int | None = None
 
 
 @dataclass(frozen=True)

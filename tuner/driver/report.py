@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from tuner import metrics as mx
+from tuner.driver.payoff import payoffs
 from tuner.driver.ranking import Row, baseline_row, paired_verdict, pareto_front, ranked
 from tuner.trial import MeasureSettings
 
@@ -87,6 +88,7 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
     verdict = paired_verdict(all_rows, objective)
     if verdict is not None:
         lines.append(verdict.describe())
+    lines += [found.describe() for found in payoffs(best[:3], all_rows)]
     if any(row.metrics.get(mx.STEP_TIME_CV, 0.0) > max_cv for row in best):
         lines.append(f"! step-time cv above {max_cv:.0%}: spread steps, ranked because enough of "
                      "them pin the median (its 95% interval: median_error)")

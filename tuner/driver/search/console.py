@@ -4,6 +4,7 @@ count, and warnings given once. Formatting only; it decides nothing.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -86,6 +87,9 @@ class Console:
                 f"samples/{self.currency}, cv {metrics[mx.STEP_TIME_CV]:.1%}")
         if metrics.get(mx.COMPILE_S):
             line += f", compile {metrics[mx.COMPILE_S]:.1f} s"
+            if mx.COMPILE_PAYOFF_STEPS in metrics:  # against its eager twin, measured earlier
+                line += (f" (pays off after "
+                         f"~{math.ceil(round(metrics[mx.COMPILE_PAYOFF_STEPS], 6)):,} steps)")
         if mx.GPU_PEAK_RESERVED_MB in metrics:
             line += f", GPU peak {metrics[mx.GPU_PEAK_RESERVED_MB]:,.0f} MB"
         if violation > 0:

@@ -12,8 +12,9 @@ from typing import Any
 from optuna.trial import TrialState
 
 from tuner import metrics as mx
-from tuner.driver import cost, limits
+from tuner.driver import cost, limits, payoff
 from tuner.driver import guard as gd
+from tuner.driver import ranking as rk
 from tuner.driver import study as st
 from tuner.driver.space import Space
 from tuner.trial import (
@@ -156,6 +157,7 @@ def derived(study: Any, space: Space, running: Running, result: TrialResult) -> 
         base = st.baseline_trial(study)
         if base is not None:
             out[mx.SPEEDUP] = sps / base.user_attrs[st.METRICS][mx.SAMPLES_PER_SEC]
+    out.update(compile_figures(study, space, running, result.metrics))
     if result.guard_loss is not None:
         st.remember_guard(study, running.key, result.guard_loss)
     loss = result.guard_loss
@@ -169,4 +171,23 @@ def derived(study: Any, space: Space, running: Running, result: TrialResult) -> 
                                             space.guard.mode)
         if math.isinf(out[mx.GUARD_VIOLATION]):
             out[mx.GUARD_VIOLATION] = 1e9  # storable, still > 0
+    return out
+
+
+def compile_figures(study: Any, space: Space, running: Running,
+                    metrics: dict[str, float]) -> dict[str, float]:
+    """A job's throughput with its compile (measure.job_steps), and for a compiled trial whose
+    eager twin was measured, the steps after which compiling pays off."""
+    out: dict[str, float] = {}
+    step_s = metrics.get(mx.STEP_TIME_MEDIAN_S, 0.0)
+    if space.measure.job_steps is not None:
+        out[mx.JOB_SAMPLES_PER_SEC] = payoff.job_samples_per_sec(
+            metrics[mx.SAMPLES_PER_SEC], step_s, metrics.get(mx.COMPILE_S, 0.0),
+            space.measure.job_steps)
+    if running.knobs.get("compile", payoff.EAGER) == payoff.EAGER:
+        return out
+    row = rk.Row(running.number, running.role, "ok", "", running.knobs, metrics, 0.0)
+    found = payoff.payoff_of(row, [r for r in rk.rows(study) if r.duplicate_of is None])
+    if found is not None and math.isfinite(found.steps):
+        out[mx.COMPILE_PAYOFF_STEPS] = found.steps
     return out

@@ -59,13 +59,18 @@ class SpaceReader(FieldReader):
         knobs = self.knobs(raw["knobs"])
         baseline = self.baseline(raw.get("baseline"), knobs)
         measure = self.measure(raw.get("measure"))
+        objectives = self.objectives(raw.get("objective", mx.SAMPLES_PER_SEC))
+        if mx.JOB_SAMPLES_PER_SEC in objectives and measure.job_steps is None:
+            raise self.fail("measure.job_steps", "missing; objective job_samples_per_sec "
+                            "needs the length of your job in steps, e.g. measure: {job_steps: "
+                            "2000}")
         devices = _devices(knobs, baseline)
         return Space(
             source=self.source,
             study=study,
             description=self.optional_string(raw.get("description"), "description") or "",
             workload=self.workload(raw.get("workload")),
-            objectives=self.objectives(raw.get("objective", mx.SAMPLES_PER_SEC)),
+            objectives=objectives,
             knobs=knobs,
             baseline=baseline,
             budget=self.budget(raw.get("budget")),
@@ -326,7 +331,8 @@ class SpaceReader(FieldReader):
             "max_median_error": lambda v, p: self.number(v, p, 0.0, 1.0),
             "remeasure": lambda v, p: self.integer(v, p, 0, 10),
             "screen_s": lambda v, p: self.number(v, p, 0, 86400),
-            "prune_below": lambda v, p: self.number(v, p, 0, 1)})
+            "prune_below": lambda v, p: self.number(v, p, 0, 1),
+            "job_steps": lambda v, p: None if v is None else self.integer(v, p, 1, 10**9)})
         if "min_timed_steps" not in (raw or {}):  # the default, within a small timed_steps
             settings = dataclasses.replace(settings, min_timed_steps=min(
                 settings.min_timed_steps, settings.timed_steps))

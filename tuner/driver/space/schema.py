@@ -143,6 +143,6 @@ def fields_markdown() -> str:
             if "enum" in field:
                 kind = " or ".join(map(str, field["enum"]))
             default = field.get("default")
-            shown = "auto" if default is None and "auto" in kinds else default
+            shown = ("auto" if "auto" in kinds else "null") if default is None else default
             lines.append(f"| `{section}.{name}` | {kind} | {shown} |")
     return "\n".join(lines) + "\n"
