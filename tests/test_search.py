@@ -45,6 +45,7 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys,
     best_knobs = yaml.safe_load((workdir / "best" / "quick_train.yaml").read_text())["knobs"]
     assert "trial 0 started (baseline" in out and "[4/4]" in out
     assert "speed-up" in out and "best config:" in out
+    assert "TFLOP/s (" in out and "of its device's" in out  # headroom, per trial and the best
     # what a CI step reads, and the direct links into MLflow's UI
     result = json.loads(result_json.read_text())
     assert result["exit_code"] == 0 and result["trials"]["finished"] == 4
@@ -90,6 +91,8 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys,
         if "tuner.duplicate_of" not in run.data.tags:
             assert run.data.metrics["step_time_median_s"] > 0
             assert "peak_rss_mb" in run.data.metrics
+            # headroom: the baseline counted the FLOPs and measured the roof; all are rated
+            assert run.data.metrics["achieved_tflops"] > 0 and run.data.metrics["roof_share"] > 0
     assert parents[0].data.metrics["best_samples_per_sec"] > 0
     # the parent run: the space's settings and the best config as params, the resolved space
     # and the command as artifacts, the best so far stepped by trial (issue 22)

@@ -31,6 +31,8 @@ MEASURE_ROUNDS = "measure_rounds"
 COMPILE_S = "compile_s"
 COMPILE_PAYOFF_STEPS = "compile_payoff_steps"
 JOB_SAMPLES_PER_SEC = "job_samples_per_sec"
+ACHIEVED_TFLOPS = "achieved_tflops"
+ROOF_SHARE = "roof_share"
 GPU_PEAK_RESERVED_MB = "gpu_peak_reserved_mb"
 GUARD_LOSS = "guard_loss"
 GUARD_REFERENCE = "guard_reference"
@@ -70,6 +72,10 @@ REGISTRY: dict[str, Metric] = {metric.name: metric for metric in (
     Metric(COMPILE_PAYOFF_STEPS, "steps", MINIMIZE, DRIVER, "steps after which compiling "
            "pays off: compile_s / the step time saved against the eager twin (same config, "
            "compile none), when that was measured first"),
+    Metric(ACHIEVED_TFLOPS, "TFLOP/s", MAXIMIZE, DRIVER, "the model's FLOPs per sample x "
+           "samples/s (FLOPs counted once per study, eager fp32)"),
+    Metric(ROOF_SHARE, "", MAXIMIZE, DRIVER, "achieved FLOP/s over the device's measured "
+           "matmul roof for the trial's dtype"),
     Metric(JOB_SAMPLES_PER_SEC, "samples/s", MAXIMIZE, DRIVER, "samples/s over a job of "
            "measure.job_steps steps, compile included: samples/s / (1 + compile_s / (job_steps "
            "x median step))", objective=True),

@@ -95,6 +95,9 @@ class TrialConfig:
     # variables the trial process gets from its node beyond the allow-list (the space's
     # trial.pass_env and the runtime_env's env_vars)
     pass_env: tuple[str, ...] = ()
+    # count the model's FLOPs and measure the device's matmul roof before timing (the first
+    # trial on each device of a study: tuner.worker.headroom)
+    headroom: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -120,6 +123,7 @@ class TrialConfig:
             stop_below=raw.get("stop_below", 0.0),
             deadline_epoch_s=raw.get("deadline_epoch_s", 0.0),
             pass_env=tuple(raw.get("pass_env", ())),
+            headroom=raw.get("headroom", False),
         )
 
 
@@ -161,6 +165,7 @@ class TrialInfo(TypedDict, total=False):
     gpu_capability: list[int]
     scenario: str  # "train" or "infer"
     note: str  # why the kept round is short or noisy
+    headroom: dict[str, Any]  # FLOPs per sample and the matmul roofs (tuner.worker.headroom)
     traceback: str
     # its supervisor on the node
     env_set: dict[str, str]

@@ -89,6 +89,8 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
     if verdict is not None:
         lines.append(verdict.describe())
     lines += [found.describe() for found in payoffs(best[:3], all_rows)]
+    if best and mx.ROOF_SHARE in best[0].metrics:
+        lines.append(headroom_line(best[0]))
     if any(row.metrics.get(mx.STEP_TIME_CV, 0.0) > max_cv for row in best):
         lines.append(f"! step-time cv above {max_cv:.0%}: spread steps, ranked because enough of "
                      "them pin the median (its 95% interval: median_error)")
@@ -103,6 +105,14 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
         lines.append("failures by reason:")
         lines += [f"  {count:>3} x {text}" for text, count in by_reason]
     return "\n".join(lines)
+
+
+def headroom_line(row: Row) -> str:
+    """How far the best config is from its device's limit."""
+    share = row.metrics[mx.ROOF_SHARE]
+    dtype = row.knobs.get("dtype", "fp32")
+    return (f"headroom: trial {row.number} does {row.metrics[mx.ACHIEVED_TFLOPS]:.3g} TFLOP/s, "
+            f"{share:.0%} of its device's {dtype} matmul roof (measured in this study)")
 
 
 def count_line(all_rows: list[Row], max_cv: float) -> str:

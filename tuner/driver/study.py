@@ -50,6 +50,7 @@ MAX_CV = "max_cv"
 CURRENCY = "currency"
 WORKLOAD = "workload"
 UNSUPPORTED_CHOICES = "unsupported_choices"  # "knob=value" -> reason, learnt from trials
+HEADROOM = "headroom"  # {"flops_per_sample": F, "roofs": {device: {dtype: FLOP/s}}}
 MEMORY_LIMITS = "memory_limits"  # numerics key -> [smallest batch that ran out of memory, trial]
 TRY_FIRST_DONE = "try_first_enqueued"
 CONFIRM_DONE = "confirmations_enqueued"
@@ -224,6 +225,21 @@ def remember_unsupported(study: optuna.Study, choice: dict[str, Any], reason: st
     learnt = dict(study.user_attrs.get(UNSUPPORTED_CHOICES, {}))
     learnt[" + ".join(f"{name}={value}" for name, value in sorted(choice.items()))] = reason
     study.set_user_attr(UNSUPPORTED_CHOICES, learnt)
+
+
+def headroom_missing(study: optuna.Study, knobs: dict[str, Any]) -> bool:
+    """No matmul roof for this config's device yet (or no FLOP count): its trial measures."""
+    figures = study.user_attrs.get(HEADROOM, {})
+    device = "cuda" if str(knobs.get("device", "cpu")).startswith("cuda") else "cpu"
+    return "flops_per_sample" not in figures or device not in figures.get("roofs", {})
+
+
+def remember_headroom(study: optuna.Study, measured: dict[str, Any]) -> None:
+    """A trial's FLOP count and its device's matmul roofs (tuner.worker.headroom)."""
+    figures = dict(study.user_attrs.get(HEADROOM, {}))
+    figures.setdefault("flops_per_sample", measured["flops_per_sample"])
+    figures["roofs"] = {**figures.get("roofs", {}), measured["device"]: measured["roofs"]}
+    study.set_user_attr(HEADROOM, figures)
 
 
 def remember_out_of_memory(study: optuna.Study, knobs: dict[str, Any], trial_number: int) -> None:

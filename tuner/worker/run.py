@@ -19,6 +19,7 @@ from tuner import metrics as mx
 from tuner import progress as pg
 from tuner.stats import percentile, too_noisy
 from tuner.trial import FAILED, OK, OOM, PRUNED, UNSUPPORTED, TrialConfig, TrialInfo, TrialResult
+from tuner.worker import headroom
 from tuner.worker.rounds import Timed, measure_rounds
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ def run_trial(config: TrialConfig, log: pg.ProgressLog | None = None) -> TrialRe
         if isinstance(built, TrialResult):
             return built
         workload, run, build_s = built
+        if config.headroom:  # the first trial on its device: FLOPs and the matmul roof
+            info["headroom"] = headroom.measure(workload, setup.device, run.scenario)
         timed = measure_rounds(config, setup, run, log, build_s)
         batch_size, compiled, scenario = setup.batch_size, run.compiled, run.scenario
     metrics = _metrics(config, setup, batch_size, compiled, scenario, timed, build_s)

@@ -68,6 +68,7 @@ def admit(study: Any, space: Space, executor: Executor, trial_number: int,
         cache_dir=str((workdir / "cache").resolve()),
         stop_below=0.0 if role in (st.BASELINE, st.CONFIRM) else cut(study, space, knobs),
         pass_env=space.trial.pass_env,
+        headroom=not space.workload.job and st.headroom_missing(study, knobs),
     ), key)
 
 

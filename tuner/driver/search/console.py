@@ -90,6 +90,10 @@ class Console:
             if mx.COMPILE_PAYOFF_STEPS in metrics:  # against its eager twin, measured earlier
                 line += (f" (pays off after "
                          f"~{math.ceil(round(metrics[mx.COMPILE_PAYOFF_STEPS], 6)):,} steps)")
+        if mx.ACHIEVED_TFLOPS in metrics:
+            line += f", {metrics[mx.ACHIEVED_TFLOPS]:.3g} TFLOP/s"
+            if mx.ROOF_SHARE in metrics:
+                line += f" ({metrics[mx.ROOF_SHARE]:.0%} of the matmul roof)"
         if mx.GPU_PEAK_RESERVED_MB in metrics:
             line += f", GPU peak {metrics[mx.GPU_PEAK_RESERVED_MB]:,.0f} MB"
         if violation > 0:

@@ -158,6 +158,10 @@ def derived(study: Any, space: Space, running: Running, result: TrialResult) -> 
         if base is not None:
             out[mx.SPEEDUP] = sps / base.user_attrs[st.METRICS][mx.SAMPLES_PER_SEC]
     out.update(compile_figures(study, space, running, result.metrics))
+    measured = result.info.get("headroom", {})
+    if "roofs" in measured:  # the first trial on its device counted and measured them
+        st.remember_headroom(study, measured)
+    out.update(headroom_figures(study.user_attrs.get(st.HEADROOM, {}), running.knobs, sps))
     if result.guard_loss is not None:
         st.remember_guard(study, running.key, result.guard_loss)
     loss = result.guard_loss
@@ -190,4 +194,24 @@ def compile_figures(study: Any, space: Space, running: Running,
     found = payoff.payoff_of(row, [r for r in rk.rows(study) if r.duplicate_of is None])
     if found is not None and math.isfinite(found.steps):
         out[mx.COMPILE_PAYOFF_STEPS] = found.steps
+    return out
+
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def headroom_figures(figures: dict[str, Any], knobs: dict[str, Any],
+                     samples_per_sec: float) -> dict[str, float]:
+    """Achieved TFLOP/s (the study's FLOPs per sample x samples/s) and its share of the
+    device's matmul roof for the trial's dtype (none for a quantized model: no int8 roof)."""
+    flops = figures.get("flops_per_sample")
+    if not flops:
+        return {}
+    achieved = flops * samples_per_sec
+    out = {mx.ACHIEVED_TFLOPS: achieved / 1e12}
+    device = "cuda" if str(knobs.get("device", "cpu")).startswith("cuda") else "cpu"
+    roof = figures.get("roofs", {}).get(device, {}).get(DTYPES.get(str(knobs.get("dtype",
+                                                                                 "fp32")), ""))
+    if roof and knobs.get("quantize", "none") == "none":
+        out[mx.ROOF_SHARE] = achieved / roof
     return out

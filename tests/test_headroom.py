@@ -1,0 +1,63 @@
+"""Headroom (issue 23): the model's FLOPs per sample counted in the trial process, the device's
+matmul roof measured there, and each trial rated against them by the driver."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuner import metrics as mx
+from tuner.driver.search.results import headroom_figures
+from tuner.trial import GuardSettings, MeasureSettings, TrialConfig, WorkloadSpec
+from tuner.worker import headroom
+from tuner.workloads import build_workload
+
+
+def test_flops_per_sample_are_counted_on_the_real_model() -> None:
+    """tiny_cnn at 8x8: the count is the model's convolutions and linear layer, forward and
+    backward (about 3x the forward), the same per sample whatever the batch."""
+    workload = build_workload(WorkloadSpec(name="tiny_cnn", options={"image_size": 8}))
+    train = headroom.flops_per_sample(workload, "train")
+    forward = headroom.flops_per_sample(workload, "infer")
+    assert forward > 0 and train == pytest.approx(3 * forward, rel=0.35)
+
+
+def test_the_matmul_roof_is_measured_per_dtype() -> None:
+    roofs = headroom.matmul_roofs("cpu")
+    assert set(roofs) == {"float32", "bfloat16"} and all(r > 1e9 for r in roofs.values())
+
+
+def test_a_workload_the_counter_cannot_follow_is_a_note_not_a_failure() -> None:
+    class Broken:
+        def build_model(self) -> None:
+            raise RuntimeError("no model here")
+
+    assert headroom.measure(Broken(), "cpu", "train") == {
+        "error": "RuntimeError: no model here"}
+
+
+def test_the_driver_rates_each_trial_against_the_roof_of_its_dtype() -> None:
+    figures = {"flops_per_sample": 1e9, "roofs": {"cpu": {"float32": 1e12, "bfloat16": 4e12}}}
+    rated = headroom_figures(figures, {"dtype": "bf16"}, 200.0)
+    assert rated == {mx.ACHIEVED_TFLOPS: pytest.approx(0.2), mx.ROOF_SHARE: pytest.approx(0.05)}
+    assert headroom_figures(figures, {}, 200.0)[mx.ROOF_SHARE] == pytest.approx(0.2)  # fp32
+    quantized = headroom_figures(figures, {"quantize": "dynamic_int8"}, 200.0)
+    assert mx.ROOF_SHARE not in quantized  # no int8 roof to compare with
+    assert headroom_figures(figures, {"device": "cuda"}, 200.0) == {
+        mx.ACHIEVED_TFLOPS: pytest.approx(0.2)}  # no GPU roof measured
+    assert headroom_figures({}, {}, 200.0) == {}
+
+
+@pytest.mark.slow
+def test_the_first_trial_reports_its_headroom() -> None:
+    """A real trial process run with headroom on: the figures come back in its info."""
+    from tuner.worker.run import run_trial
+
+    config = TrialConfig(study="h", trial_number=0, workload=WorkloadSpec(
+        name="tiny_cnn", options={"image_size": 8}), knobs={"batch_size": 8},
+        measure=MeasureSettings(warmup_steps=1, timed_steps=2, min_timed_steps=2),
+        guard=GuardSettings(run=False), time_limit_s=120, headroom=True)
+    result = run_trial(config)
+    assert result.status == "ok", result.reason
+    figures = result.info["headroom"]
+    assert figures["device"] == "cpu" and figures["flops_per_sample"] > 0
+    assert set(figures["roofs"]) == {"float32", "bfloat16"}
