@@ -44,6 +44,9 @@ class MeasureSettings:
     # The user's job length in steps: job_samples_per_sec charges compile_s over it (the
     # objective for a short job, which compiling may slow down); None: not computed.
     job_steps: int | None = None
+    # a drift sentinel (the baseline config measured again) off the baseline's first figure by
+    # more than this fraction marks the trials since the previous sentinel as drifted
+    drift_tolerance: float = 0.15
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ measurements outrank single ones; each objective is compared in its own directio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from optuna import Study
@@ -37,6 +37,7 @@ class Row:
     confirms: int | None = None  # a confirming trial: the trial whose config it re-measured
     log: str = ""  # a trial that did not end ok: its traceback and its output's tail
     pair: str | None = None  # a confirming trial: its round of the paired confirmation
+    drift: float | None = None  # a sentinel's ratio, or that of the drifted window it was in
 
     @property
     def feasible(self) -> bool:
@@ -86,7 +87,10 @@ def row_of(trial: FrozenTrial) -> Row:
 
 
 def rows(study: Study) -> list[Row]:
-    return [row_of(trial) for trial in st.finished_trials(study)]
+    drift = study.user_attrs.get(st.DRIFT, {})  # finished trials take no attributes: the study's
+    found = [row_of(trial) for trial in st.finished_trials(study)]
+    return [replace(row, drift=drift[str(row.number)]) if str(row.number) in drift else row
+            for row in found]
 
 
 def _state_status(trial: FrozenTrial) -> str:
@@ -141,8 +145,12 @@ def unconfirmed(all_rows: list[Row], objective: str) -> list[Row]:
 
 
 def _measured(all_rows: list[Row]) -> list[Row]:
-    return [row for row in all_rows
-            if row.feasible and row.duplicate_of is None and not row.noisy]
+    """Trials that rank: feasible, measured (not reused), steady, not a sentinel, and not
+    measured in a drifted window when their config has a measurement that was not."""
+    rows = [row for row in all_rows if row.feasible and row.duplicate_of is None
+            and not row.noisy and row.role != st.SENTINEL]
+    steady = {config_key(row.knobs) for row in rows if row.drift is None}
+    return [row for row in rows if row.drift is None or config_key(row.knobs) not in steady]
 
 
 

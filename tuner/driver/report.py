@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from tuner import metrics as mx
+from tuner.driver import study as st
 from tuner.driver.payoff import payoffs
 from tuner.driver.ranking import Row, baseline_row, paired_verdict, pareto_front, ranked
 from tuner.trial import MeasureSettings
@@ -91,6 +92,7 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
     lines += [found.describe() for found in payoffs(best[:3], all_rows)]
     if best and mx.ROOF_SHARE in best[0].metrics:
         lines.append(headroom_line(best[0]))
+    lines += drift_lines(all_rows)
     if any(row.metrics.get(mx.STEP_TIME_CV, 0.0) > max_cv for row in best):
         lines.append(f"! step-time cv above {max_cv:.0%}: spread steps, ranked because enough of "
                      "them pin the median (its 95% interval: median_error)")
@@ -113,6 +115,24 @@ def headroom_line(row: Row) -> str:
     dtype = row.knobs.get("dtype", "fp32")
     return (f"headroom: trial {row.number} does {row.metrics[mx.ACHIEVED_TFLOPS]:.3g} TFLOP/s, "
             f"{share:.0%} of its device's {dtype} matmul roof (measured in this study)")
+
+
+def drift_lines(all_rows: list[Row]) -> list[str]:
+    """What the sentinels saw: the baseline config's figure over the search, as ratios of
+    its first, and the trials measured again."""
+    sentinels = [row for row in all_rows if row.role == st.SENTINEL and row.status == "ok"]
+    if not sentinels:
+        return []
+    ratios = [row.drift or 0.0 for row in sentinels]
+    again = [row.number for row in all_rows if row.role == st.REMEASURE]
+    shown = ", ".join(f"{ratio:.2f}x (trial {row.number})"
+                      for ratio, row in zip(ratios, sentinels, strict=True))
+    lines = [f"machine drift: the baseline config re-measured {len(sentinels)} time(s) at "
+             f"{shown} of its first measurement; range {min(ratios + [1.0]):.2f}x-"
+             f"{max(ratios + [1.0]):.2f}x"]
+    if again:
+        lines.append(f"measured again after drift: trial(s) {', '.join(map(str, again))}")
+    return lines
 
 
 def count_line(all_rows: list[Row], max_cv: float) -> str:

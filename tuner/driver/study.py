@@ -34,6 +34,9 @@ BASELINE = "baseline"
 CONFIRM = "confirm"  # role: a fresh measurement of one of the best configs, at the budget's end
 CONFIRMS = "confirms"  # user attr of a confirming trial: the trial it re-measures
 CHAMPION = "champion"  # role: last night's champion, re-measured tonight (tuner nightly)
+SENTINEL = "sentinel"  # role: the baseline config measured again, to see the machine drift
+REMEASURE = "remeasure"  # role: a config measured again, its first run was in a drifted window
+REMEASURES = "remeasures"  # user attr of a remeasure trial: the trial it measures again
 PAIR = "pair"  # user attr of a confirming trial: "PASS:ROUND", its round of the paired confirmation
 STEP_TIMES = "step_times_s"
 GUARD_LOSSES = "guard_losses"
@@ -50,6 +53,7 @@ MAX_CV = "max_cv"
 CURRENCY = "currency"
 WORKLOAD = "workload"
 UNSUPPORTED_CHOICES = "unsupported_choices"  # "knob=value" -> reason, learnt from trials
+DRIFT = "drift"  # {trial number: the sentinel's ratio}: sentinels, and trials in a drifted window
 HEADROOM = "headroom"  # {"flops_per_sample": F, "roofs": {device: {dtype: FLOP/s}}}
 MEMORY_LIMITS = "memory_limits"  # numerics key -> [smallest batch that ran out of memory, trial]
 TRY_FIRST_DONE = "try_first_enqueued"
@@ -127,8 +131,9 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
     return space.full_config(sampled)
 
 
-def enqueue_baseline(study: optuna.Study, space: Space) -> None:
-    study.enqueue_trial(space.searched(space.full_config({})), user_attrs={ROLE: BASELINE})
+def enqueue_baseline(study: optuna.Study, space: Space, role: str = BASELINE) -> None:
+    """The baseline config: as the baseline, or again as a drift sentinel."""
+    study.enqueue_trial(space.searched(space.full_config({})), user_attrs={ROLE: role})
 
 
 def enqueue_first(study: optuna.Study, space: Space, configs: list[tuple[dict[str, Any], str]],
@@ -181,7 +186,7 @@ def _sweep_history(study: optuna.Study,
         knobs = space.full_config(trial.params)
         if trial.state == TrialState.RUNNING:
             pending.append(knobs)
-        elif trial.state.is_finished():
+        elif trial.state.is_finished() and trial.user_attrs.get(ROLE) != SENTINEL:
             measured.append(Measured(knobs, sweep_value(trial, space.objective),
                                      trial.user_attrs.get(ROLE, "candidate")))
     return measured, pending
@@ -225,6 +230,13 @@ def remember_unsupported(study: optuna.Study, choice: dict[str, Any], reason: st
     learnt = dict(study.user_attrs.get(UNSUPPORTED_CHOICES, {}))
     learnt[" + ".join(f"{name}={value}" for name, value in sorted(choice.items()))] = reason
     study.set_user_attr(UNSUPPORTED_CHOICES, learnt)
+
+
+def remember_drift(study: optuna.Study, ratios: dict[int, float]) -> None:
+    """Sentinels' ratios and the trials of a drifted window (finished trials take no new
+    attributes: the study holds them)."""
+    study.set_user_attr(DRIFT, {**study.user_attrs.get(DRIFT, {}),
+                                **{str(number): ratio for number, ratio in ratios.items()}})
 
 
 def headroom_missing(study: optuna.Study, knobs: dict[str, Any]) -> bool:

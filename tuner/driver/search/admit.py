@@ -40,7 +40,8 @@ Decision = Reuse | Skip | Run
 def admit(study: Any, space: Space, executor: Executor, trial_number: int,
           knobs: dict[str, Any], role: str, study_name: str, workdir: Path) -> Decision:
     """The decision for one proposed config (a skip is remembered where the study learns)."""
-    duplicate = None if role == st.CONFIRM else st.same_config_trial(study, knobs, trial_number)
+    again = role in (st.CONFIRM, st.SENTINEL, st.REMEASURE)  # a known config, on purpose
+    duplicate = None if again else st.same_config_trial(study, knobs, trial_number)
     if duplicate is not None:
         return Reuse(duplicate)
     known = st.known_unsupported(study, knobs)

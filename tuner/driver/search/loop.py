@@ -223,8 +223,7 @@ class Search:
         while True:
             while (len(self.submitted) < self.space.trial.max_concurrent
                    and self.schedule.may_launch(*self._counts())):
-                self.schedule.queue_confirmations()
-                self.schedule.queue_sweep()
+                self.schedule.queue_next()
                 self._launch()
             if not self.submitted:
                 break
@@ -297,6 +296,8 @@ class Search:
         if retry is not None:
             tags["tuner.retry_of"] = str(retry)
         self.records.start_trial(trial, knobs, tags, st.MLFLOW_RUN_ID)
+        if role in (st.SENTINEL, st.REMEASURE):  # the sentinel's: one more, not the budget's
+            self.to_run += 1
         item = self.executor.submit(decision.config)
         self.submitted.append(item)
         self.running[trial.number] = rs.Running(trial, knobs, role, decision.key, item=item,
@@ -336,6 +337,7 @@ class Search:
         if result.status == UNSUPPORTED and self.refused < (self.trials_budget or UNCOUNTED):
             self.refused += 1  # it measured nothing: one more trial for this search (bounded)
             self.to_run += 1
+        self.schedule.after_result(trial_number, running.role)
         best = (next(iter(rk.ranked(rk.rows(self.study), self.space.objective)), None)
                 if result.ok else None)
         self.display.told(self.to_run, best)

@@ -17,6 +17,7 @@ from tuner.driver import recovery as rc
 from tuner.driver import study as st
 from tuner.driver.search.console import Console, duration
 from tuner.driver.search.hooks import SearchHooks
+from tuner.driver.search.sentinel import Sentinel
 from tuner.driver.space import Space
 from tuner.driver.strategy import SWEEP, config_key
 from tuner.trial import TIMEOUT, UNSUPPORTED
@@ -43,6 +44,18 @@ class Schedule:
         # this search's start
         self.confirm_mark: int | str = (trials_budget if trials_budget is not None
                                         else f"until {time.time() + timeout_s:.0f}")
+        self.sentinel = Sentinel(study, space, console, trials_budget)
+
+    def queue_next(self) -> None:
+        """Before a launch: the confirmations once the budget's end is near, a drift sentinel
+        when one is due, the sweep's next config when nothing else waits."""
+        self.queue_confirmations()
+        self.sentinel.queue_if_due()
+        self.queue_sweep()
+
+    def after_result(self, number: int, role: str) -> None:
+        if role == st.SENTINEL:
+            self.sentinel.judge(number)
 
     def queue_first(self, launched: int, to_run: int, unmeasured_in_a_row: int) -> None:
         """After the baseline: the hardware's known-good configs (once per study), then the
@@ -143,9 +156,11 @@ class Schedule:
 
 
 def _unmeasured(attrs: dict[str, Any]) -> bool:
-    """A finished trial that measured nothing of its config's own."""
+    """A finished trial the budget does not count: it measured nothing of its own config
+    (reused, skipped, refused, run again with more time) or was the drift sentinel's."""
     return (st.DUPLICATE_OF in attrs or st.RUN_AGAIN in attrs or st.SKIPPED in attrs
-            or attrs.get(st.STATUS) == UNSUPPORTED)
+            or attrs.get(st.STATUS) == UNSUPPORTED
+            or attrs.get(st.ROLE) in (st.SENTINEL, st.REMEASURE))  # the sentinel's own
 
 
 def baseline_limit_hint(study: Any, space: Space) -> str:

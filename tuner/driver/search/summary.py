@@ -12,6 +12,7 @@ from typing import Any
 from tuner import metrics as mx
 from tuner.driver import ranking as rk
 from tuner.driver import report as rp
+from tuner.driver import study as st
 from tuner.driver.effects import effects_markdown, importance_supported
 from tuner.driver.search.console import Console
 from tuner.driver.space import Space
@@ -67,6 +68,9 @@ def summary_of(outcome: Outcome, study: Any, space: Space, where: Locations,
         metrics["best_speedup"] = best[0].metrics.get(mx.SPEEDUP, 0.0)
         tags["tuner.best_trial"] = str(best[0].number)
         tags["tuner.best_config"] = rp.changes(best[0].knobs, base.knobs if base else None)
+    drifts = [row.drift for row in outcome.rows if row.role == st.SENTINEL and row.drift]
+    if drifts:  # how far the machine moved: the sentinels' ratios to the baseline's first
+        metrics.update(drift_min=min(drifts + [1.0]), drift_max=max(drifts + [1.0]))
     verdict = rk.paired_verdict(outcome.rows, space.objective)
     if verdict is not None:  # the ratio of the two best and its interval (issue 23)
         metrics.update(verdict.metrics())

@@ -17,6 +17,7 @@ SAMPLERS = ("tpe", "random")
 STARTS = ("sweep", "sampler")  # after the baseline: a one-knob-at-a-time sweep, or the sampler
 GUARD_MODES = ("relative", "absolute")
 AUTO_CONFIRM, AUTO_CONFIRM_FROM = 2, 16  # budget.confirm: auto (see docs/benchmarks.md)
+AUTO_SENTINEL = 8  # budget.sentinel_every: auto, from AUTO_CONFIRM_FROM trials
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,15 @@ class Budget:
     # biased up). None (auto): 2 configs for a budget of 16 trials or more, else none
     confirm: int | None = None
     confirm_rounds: int = 3
+    # the drift sentinel (tuner/driver/search/sentinel.py): the baseline config measured again
+    # after every `sentinel_every` trials, not counted in `trials`; None (auto): 8 for a budget
+    # of 16 trials or more (or of time only), else none; 0: off
+    sentinel_every: int | None = None
+
+    def sentinel_interval(self, trials: int | None) -> int:
+        if self.sentinel_every is not None:
+            return self.sentinel_every
+        return AUTO_SENTINEL if trials is None or trials >= AUTO_CONFIRM_FROM else 0
 
     def describe(self) -> str:
         if self.trials is None:

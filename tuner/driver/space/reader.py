@@ -319,7 +319,9 @@ class SpaceReader(FieldReader):
             "trials": lambda v, p: None if v is None else self.integer(v, p, 1, 100_000),
             "timeout_s": lambda v, p: self.number(v, p, 1, 30 * 86400),
             "confirm": lambda v, p: None if v in (None, "auto") else self.integer(v, p, 0, 100),
-            "confirm_rounds": lambda v, p: self.integer(v, p, 1, 50)})
+            "confirm_rounds": lambda v, p: self.integer(v, p, 1, 50),
+            "sentinel_every": lambda v, p: None if v in (None, "auto")
+            else self.integer(v, p, 0, 10_000)})
 
     def measure(self, raw: Any) -> MeasureSettings:
         settings = self.section(MeasureSettings, raw, "measure", {
@@ -332,7 +334,8 @@ class SpaceReader(FieldReader):
             "remeasure": lambda v, p: self.integer(v, p, 0, 10),
             "screen_s": lambda v, p: self.number(v, p, 0, 86400),
             "prune_below": lambda v, p: self.number(v, p, 0, 1),
-            "job_steps": lambda v, p: None if v is None else self.integer(v, p, 1, 10**9)})
+            "job_steps": lambda v, p: None if v is None else self.integer(v, p, 1, 10**9),
+            "drift_tolerance": lambda v, p: self.number(v, p, 0.0, 10.0)})
         if "min_timed_steps" not in (raw or {}):  # the default, within a small timed_steps
             settings = dataclasses.replace(settings, min_timed_steps=min(
                 settings.min_timed_steps, settings.timed_steps))

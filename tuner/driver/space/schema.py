@@ -32,7 +32,7 @@ TYPES: dict[str, dict[str, Any]] = {
     "str": {"type": "string"}, "tuple[str, ...]": {"type": "array", "items": {"type": "string"}}}
 ENUMS = {("sampler", "name"): SAMPLERS, ("sampler", "start"): STARTS,
          ("guard", "mode"): GUARD_MODES}
-AUTO = ("confirm", "memory_mb")  # None or "auto": chosen by the tuner
+AUTO = ("confirm", "memory_mb", "sentinel_every")  # None or "auto": chosen by the tuner
 
 
 def _field(section: str, field: dataclasses.Field[Any]) -> dict[str, Any]:
