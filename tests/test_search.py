@@ -155,6 +155,15 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys,
     assert main(["best", "--study", "quick_trian"]) == 2
     assert "did you mean quick_train?" in capsys.readouterr().err
 
+    # another study of this workload in the storage warm-starts from this one's best, named
+    assert main(["search", "--space", str(SPACES / "quick_train.yaml"), "--study", "again",
+                 "--trials", "3", "--set", "sampler.priors=false"]) == 0
+    out = capsys.readouterr().out
+    assert "warm start from study quick_train (similarity 1.00: same device, same CPU " \
+           "features, same GPU, same torch): queued" in out, out
+    roles = [t.user_attrs[st.ROLE] for t in _study(workdir, "again").get_trials()]
+    assert roles[:2] == [st.BASELINE, "transfer"], roles
+
 
 def test_guard_rejects_fp16_underflow_and_never_reports_it_best(ray_local, workdir: Path,
                                                                 capsys) -> None:

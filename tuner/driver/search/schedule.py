@@ -11,7 +11,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from tuner.driver import priors
+from tuner.driver import priors, transfer
 from tuner.driver import ranking as rk
 from tuner.driver import recovery as rc
 from tuner.driver import study as st
@@ -27,6 +27,7 @@ from tuner.trial import TIMEOUT, UNSUPPORTED
 MAX_UNMEASURED_IN_A_ROW = 10
 FIRST_DONE = "first_enqueued"  # study attr: the configs given to this search were queued
 PRIORS_DONE = "priors_enqueued"  # study attr: the hardware's known-good configs were queued
+TRANSFER_DONE = "transfer_enqueued"  # study attr: other studies' best configs were queued
 
 
 class Schedule:
@@ -68,12 +69,31 @@ class Schedule:
                 self.console.detail(f"queued known-good config(s) for this hardware next: "
                                     f"{priors.describe(configs)}")
         first = self.hooks.first_configs()
+        if not first and baseline is not None:  # nightly brings its own earlier nights
+            self._queue_transfer(baseline.user_attrs.get(st.INFO, {}))
         queued = st.enqueue_first(self.study, self.space, first, FIRST_DONE)
         queued += st.enqueue_try_first(self.study, self.space)
         if queued:
             self.console.detail(f"queued {queued} config(s) to try next (warm start and the "
                                 "space's try_first)" if first else
                                 f"queued the space's {queued} try_first config(s) next")
+
+    def _queue_transfer(self, here: dict[str, Any]) -> None:
+        """Once per study: the best configs of other studies of this workload, the most
+        similar machines first, named with their source."""
+        if not self.space.sampler.transfer or self.study.user_attrs.get(TRANSFER_DONE):
+            return
+        found = transfer.sources(self.study._storage, self.study.study_name,
+                                 self.study.user_attrs.get(st.WORKLOAD, {}), here)
+        picked = transfer.transfer_configs(self.space, found, self.space.sampler.transfer)
+        if st.enqueue_first(self.study, self.space, [(c, role) for c, role, _ in picked],
+                            TRANSFER_DONE):
+            for source in {id(s): s for _, _, s in picked}.values():
+                configs = [c for c, _, s in picked if s is source]
+                self.console.detail(
+                    f"warm start from study {source.study} (similarity {source.similarity:.2f}: "
+                    f"{source.why}): queued {priors.describe([(c, '') for c in configs])}")
+        self.study.set_user_attr(TRANSFER_DONE, True)
 
     def queue_confirmations(self) -> None:
         """At the budget's end: the best configs not yet confirmed, measured again in fresh

@@ -197,6 +197,9 @@ class Sampler:
     startup_trials: int = 5
     start: str = "sweep"  # see tuner/strategy.py
     priors: bool = True  # known-good configs for the baseline's hardware next (tuner/priors.py)
+    # the best configs of other studies of this workload in the storage, the most similar
+    # machines first (tuner/driver/transfer.py): how many to queue after the priors; 0: none
+    transfer: int = 2
 
 
 @dataclass(frozen=True)

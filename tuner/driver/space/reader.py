@@ -374,5 +374,6 @@ class SpaceReader(FieldReader):
             "name": lambda v, p: self.string(v, p, SAMPLERS),
             "seed": lambda v, p: None if v is None else self.integer(v, p, 0, 2**31 - 1),
             "startup_trials": lambda v, p: self.integer(v, p, 0, 100_000),
+            "transfer": lambda v, p: self.integer(v, p, 0, 100),
             "start": lambda v, p: self.string(v, p, STARTS),
             "priors": lambda v, p: self.boolean(v, p)})
