@@ -68,8 +68,8 @@ class Sentinel:
                                 f"{ratio:.2f}x its first measurement, within "
                                 f"{tolerance:.0%}: no drift")
             return
-        window = [t for t in _since_last_reference(trials[:number])
-                  if t.state == TrialState.COMPLETE]
+        window = [t for t in _since_last_reference(trials[:number])  # pairs judge their own
+                  if t.state == TrialState.COMPLETE and t.user_attrs.get(st.ROLE) != st.CONFIRM]
         st.remember_drift(self.study, {number: ratio, **{t.number: ratio for t in window}})
         again = [t for t in window if t.user_attrs.get(st.ROLE) != st.REMEASURE]  # once each
         for trial in again:
