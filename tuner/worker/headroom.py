@@ -1,5 +1,6 @@
 """How far a config is from the machine's limit: the workload's FLOPs per sample, counted once
-(torch.utils.flop_counter on an eager fp32 copy of the model, two samples), and the device's
+(torch.utils.flop_counter over an eager fp32 copy of the model's forward, two samples; a
+training step is taken as 3x the forward), and the device's
 matmul roof per dtype, measured here (a large matmul timed for a fraction of a second), not
 read from a spec sheet: a shared VM's cores, a power cap or a thread setting all show in it.
 
@@ -16,6 +17,7 @@ ROOF_DTYPES = {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "bfloat16", "
 ROOF_SIZE = {"cpu": 1024, "cuda": 8192}  # the matmul's side: large enough to be compute-bound
 ROOF_SECONDS = 0.5  # per dtype, after one warm-up multiply
 FLOP_SAMPLES = 2  # a batch this small keeps the count cheap; FLOPs scale with samples
+TRAIN_OVER_FORWARD = 3.0  # a training step: forward + backward (about 2x the forward)
 
 
 def measure(workload: Any, device: str, scenario: str) -> dict[str, Any]:
@@ -29,33 +31,28 @@ def measure(workload: Any, device: str, scenario: str) -> dict[str, Any]:
 
 
 def flops_per_sample(workload: Any, scenario: str) -> float:
-    """FLOPs of one training step's forward and backward (inference: the forward) per sample,
-    on the CPU in fp32 eager: the model's arithmetic, whatever the knobs do to its speed."""
+    """FLOPs per sample of one inference (the model's forward, counted) or one training step
+    (3x the forward: the backward pass costs about twice the forward, the usual estimate), on
+    the CPU in fp32 eager: the model's arithmetic, whatever the knobs do to its speed. Only the
+    model runs here, never the workload's loss: a sample count it was not built for must not
+    reach code of the user's."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = workload.build_model()
-    inputs, targets = _batch(workload)
+    model = workload.build_model().eval()
+    inputs = _batch(workload)
     counter = FlopCounterMode(display=False)
-    if scenario == "infer":
-        model.eval()
-        with torch.no_grad(), counter:
-            model(inputs)
-    else:
-        model.train()
-        with counter:
-            workload.loss(model(inputs), targets).backward()
-    return counter.get_total_flops() / len(inputs)
+    with torch.no_grad(), counter:
+        model(inputs)
+    forward = counter.get_total_flops() / len(inputs)
+    return forward if scenario == "infer" else TRAIN_OVER_FORWARD * forward
 
 
-def _batch(workload: Any) -> tuple[Any, Any]:
+def _batch(workload: Any) -> Any:
     import torch
 
     dataset = workload.dataset(FLOP_SAMPLES, seed=0)
-    items = [dataset[index] for index in range(FLOP_SAMPLES)]
-    inputs = torch.stack([torch.as_tensor(item[0]) for item in items])
-    targets = torch.stack([torch.as_tensor(item[1]) for item in items])
-    return inputs, targets
+    return torch.stack([torch.as_tensor(dataset[index][0]) for index in range(FLOP_SAMPLES)])
 
 
 def matmul_roofs(device: str) -> dict[str, float]:
