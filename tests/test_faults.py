@@ -57,12 +57,16 @@ def test_every_trial_fault_is_recorded_and_the_study_goes_on(ray_local, workdir:
 
     study = optuna.load_study(study_name="chaos", storage=f"sqlite:///{workdir / 'optuna.db'}")
     trials = study.get_trials()
-    assert len(trials) == 12, out
+    # the budget counts measurements: reused configs and choices that cannot run here are
+    # trials beyond it (issue 23)
+    counted = [t for t in trials if st.DUPLICATE_OF not in t.user_attrs
+               and st.SKIPPED not in t.user_attrs and t.user_attrs[st.STATUS] != "unsupported"]
+    assert len(counted) == 12, out
 
     def outcome(batch: int, mode: str = "default") -> optuna.trial.FrozenTrial:
-        [found] = [t for t in trials if t.user_attrs[st.KNOBS]["batch_size"] == batch
-                   and t.user_attrs[st.KNOBS].get("compile_mode", "default") == mode]
-        return found
+        """The first trial of this config (try_first's; the sampler may propose it again)."""
+        return next(t for t in trials if t.user_attrs[st.KNOBS]["batch_size"] == batch
+                    and t.user_attrs[st.KNOBS].get("compile_mode", "default") == mode)
 
     expected = {
         1: (TrialState.FAIL, "failed", "deliberate failure in the training step"),
@@ -115,7 +119,7 @@ def test_every_trial_fault_is_recorded_and_the_study_goes_on(ray_local, workdir:
     experiment = client.get_experiment_by_name("chaos")
     runs = {r.data.tags["tuner.trial"]: r for r in client.search_runs([experiment.experiment_id])
             if r.data.tags.get("tuner.kind") == "trial"}
-    assert len(runs) == 12
+    assert len(runs) == len(trials)
     for trial in trials:
         run = runs[str(trial.number)]
         assert run.data.tags["tuner.status"] == trial.user_attrs[st.STATUS]
