@@ -93,6 +93,9 @@ def render(study: str, all_rows: list[rk.Row], objective: str, currency: str, ma
         f"<h2>Top configs by {html.escape(objective)}</h2>",
         _ranked(all_rows, objective, currency, 15),
     ]
+    found = rp.findings(all_rows, objective)
+    if found:
+        parts += ["<ul>"] + [f"<li>{html.escape(line)}</li>" for line in found] + ["</ul>"]
     if cheapest:
         parts.append(f"<p>{html.escape(cheapest)}</p>")
     parts += ["<h2>What each knob did</h2>", _effects(all_rows, objective, knob_names)]

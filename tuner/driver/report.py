@@ -86,13 +86,7 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
             f"{columns}{changes(row.knobs, base.knobs if base else None)}{_confirming(row)}"
         )
     lines.append(count_line(all_rows, max_cv))
-    verdict = paired_verdict(all_rows, objective)
-    if verdict is not None:
-        lines.append(verdict.describe())
-    lines += [found.describe() for found in payoffs(best[:3], all_rows)]
-    if best and mx.ROOF_SHARE in best[0].metrics:
-        lines.append(headroom_line(best[0]))
-    lines += drift_lines(all_rows)
+    lines += findings(all_rows, objective)
     if any(row.metrics.get(mx.STEP_TIME_CV, 0.0) > max_cv for row in best):
         lines.append(f"! step-time cv above {max_cv:.0%}: spread steps, ranked because enough of "
                      "them pin the median (its 95% interval: median_error)")
@@ -107,6 +101,18 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
         lines.append("failures by reason:")
         lines += [f"  {count:>3} x {text}" for text, count in by_reason]
     return "\n".join(lines)
+
+
+def findings(all_rows: list[Row], objective: str) -> list[str]:
+    """What the search established beyond the table: the paired confirmation's verdict, when
+    compiling pays, the best's headroom, the machine's drift."""
+    best = ranked(all_rows, objective)
+    verdict = paired_verdict(all_rows, objective)
+    lines = [verdict.describe()] if verdict is not None else []
+    lines += [found.describe() for found in payoffs(best[:3], all_rows)]
+    if best and mx.ROOF_SHARE in best[0].metrics:
+        lines.append(headroom_line(best[0]))
+    return lines + drift_lines(all_rows)
 
 
 def headroom_line(row: Row) -> str:
@@ -178,9 +184,9 @@ def markdown_summary(all_rows: list[Row], objective: str, currency: str = "USD",
             f"{m.get('speedup', 0.0):.2f}x | {m.get('samples_per_dollar', 0.0):,.0f} | "
             f"{m.get('step_time_cv', 0.0):.1%} | {'*' if row.number in front else ''} | "
             f"{changes(row.knobs, base.knobs if base else None)}{_confirming(row)} |")
-    verdict = paired_verdict(all_rows, objective)
-    if verdict is not None:
-        lines += ["", verdict.describe()]
+    found = findings(all_rows, objective)
+    if found:
+        lines += [""] + [f"- {line}" for line in found]
     cheapest = cheapest_line(all_rows, currency)
     if cheapest:
         lines += ["", cheapest]
