@@ -67,6 +67,7 @@ def test_the_driver_adds_the_payoff_and_the_job_figure_to_a_compiled_trial() -> 
     figures = compile_figures(study, space, running, {
         mx.SAMPLES_PER_SEC: 80.0, mx.STEP_TIME_MEDIAN_S: 0.4, mx.COMPILE_S: 20.0})
     assert figures[mx.COMPILE_PAYOFF_STEPS] == pytest.approx(200)
+    assert figures[mx.COMPILE_STEP_SAVING_S] == pytest.approx(0.1)
     assert figures[mx.JOB_SAMPLES_PER_SEC] == pytest.approx(80 / (1 + 20 / 40))
 
 

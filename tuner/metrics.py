@@ -30,6 +30,7 @@ MEDIAN_ERROR = "median_error"
 MEASURE_ROUNDS = "measure_rounds"
 COMPILE_S = "compile_s"
 COMPILE_PAYOFF_STEPS = "compile_payoff_steps"
+COMPILE_STEP_SAVING_S = "compile_step_saving_s"
 JOB_SAMPLES_PER_SEC = "job_samples_per_sec"
 ACHIEVED_TFLOPS = "achieved_tflops"
 ROOF_SHARE = "roof_share"
@@ -76,6 +77,8 @@ REGISTRY: dict[str, Metric] = {metric.name: metric for metric in (
            "samples/s (FLOPs counted once per study, eager fp32)"),
     Metric(ROOF_SHARE, "", MAXIMIZE, DRIVER, "achieved FLOP/s over the device's measured "
            "matmul roof for the trial's dtype"),
+    Metric(COMPILE_STEP_SAVING_S, "s", MAXIMIZE, DRIVER, "the eager twin's median step minus "
+           "this compiled trial's (<= 0: compiling never pays off)"),
     Metric(JOB_SAMPLES_PER_SEC, "samples/s", MAXIMIZE, DRIVER, "samples/s over a job of "
            "measure.job_steps steps, compile included: samples/s / (1 + compile_s / (job_steps "
            "x median step))", objective=True),

@@ -109,7 +109,7 @@ def findings(all_rows: list[Row], objective: str) -> list[str]:
     best = ranked(all_rows, objective)
     verdict = paired_verdict(all_rows, objective)
     lines = [verdict.describe()] if verdict is not None else []
-    lines += [found.describe() for found in payoffs(best[:3], all_rows)]
+    lines += [found.describe() for found in payoffs(best[:10], all_rows)]  # the table's
     if best and mx.ROOF_SHARE in best[0].metrics:
         lines.append(headroom_line(best[0]))
     return lines + drift_lines(all_rows)

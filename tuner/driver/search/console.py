@@ -90,6 +90,8 @@ class Console:
             if mx.COMPILE_PAYOFF_STEPS in metrics:  # against its eager twin, measured earlier
                 line += (f" (pays off after "
                          f"~{math.ceil(round(metrics[mx.COMPILE_PAYOFF_STEPS], 6)):,} steps)")
+            elif mx.COMPILE_STEP_SAVING_S in metrics:
+                line += " (never pays off: no faster a step than its eager twin)"
         if mx.ACHIEVED_TFLOPS in metrics:
             line += f", {metrics[mx.ACHIEVED_TFLOPS]:.3g} TFLOP/s"
             if mx.ROOF_SHARE in metrics:

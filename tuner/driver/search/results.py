@@ -192,8 +192,10 @@ def compile_figures(study: Any, space: Space, running: Running,
         return out
     row = rk.Row(running.number, running.role, "ok", "", running.knobs, metrics, 0.0)
     found = payoff.payoff_of(row, [r for r in rk.rows(study) if r.duplicate_of is None])
-    if found is not None and math.isfinite(found.steps):
-        out[mx.COMPILE_PAYOFF_STEPS] = found.steps
+    if found is not None:
+        out[mx.COMPILE_STEP_SAVING_S] = found.saving_s
+        if math.isfinite(found.steps):
+            out[mx.COMPILE_PAYOFF_STEPS] = found.steps
     return out
 
 
