@@ -86,10 +86,10 @@ def format_table(all_rows: list[Row], objective: str, top: int = 10,
             f"{columns}{changes(row.knobs, base.knobs if base else None)}{_confirming(row)}"
         )
     lines.append(count_line(all_rows, max_cv))
-    lines += findings(all_rows, objective)
     if any(row.metrics.get(mx.STEP_TIME_CV, 0.0) > max_cv for row in best):
         lines.append(f"! step-time cv above {max_cv:.0%}: spread steps, ranked because enough of "
                      "them pin the median (its 95% interval: median_error)")
+    lines += findings(all_rows, objective)
     if front:
         lines.append(f"* Pareto front ({' vs '.join(objectives)}): trial(s) "
                      f"{', '.join(str(n) for n in sorted(front))}")
