@@ -75,3 +75,17 @@ def test_the_job_objective_needs_the_jobs_length() -> None:
     with pytest.raises(SpaceError, match="measure.job_steps: missing; objective "
                                          "job_samples_per_sec needs"):
         load_space(SPACES / "quick_train.yaml", ["objective=job_samples_per_sec"])
+
+
+def test_the_trial_line_says_when_compiling_pays() -> None:
+    from tuner.driver.search.console import Console
+    from tuner.trial import OK, TrialResult
+
+    base = {mx.SAMPLES_PER_SEC: 10.0, mx.SAMPLES_PER_DOLLAR: 1e5, mx.STEP_TIME_CV: 0.05,
+            mx.SPEEDUP: 1.2, mx.COMPILE_S: 74.1}
+    line = Console(print, "USD").result_line(9, TrialResult(status=OK), {
+        **base, mx.COMPILE_STEP_SAVING_S: -0.04}, 0.0, None)
+    assert "compile 74.1 s (never pays off: no faster a step than its eager twin)" in line
+    line = Console(print, "USD").result_line(9, TrialResult(status=OK), {
+        **base, mx.COMPILE_STEP_SAVING_S: 0.25, mx.COMPILE_PAYOFF_STEPS: 296.4}, 0.0, None)
+    assert "compile 74.1 s (pays off after ~297 steps)" in line
