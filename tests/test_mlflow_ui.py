@@ -90,7 +90,8 @@ def _screenshot(driver: object, folder: Path, name: str) -> None:
 def test_a_reviewer_finds_runs_metrics_and_artifacts_in_the_mlflow_ui(
         ray_local, workdir: Path, capsys, request: pytest.FixtureRequest) -> None:
     assert main(["search", "--space", str(SPACES / "quick_train.yaml"), "--trials", "3",
-                 "--set", "objective=[samples_per_sec, samples_per_dollar]"]) == 0
+                 "--set", "objective=[samples_per_sec, samples_per_dollar]",
+                 "--set", "measure.max_timed_s=0.5"]) == 0  # a test's seconds, not 2 s a trial
     out = capsys.readouterr().out
     server = request.getfixturevalue("mlflow_server")
     driver = request.getfixturevalue("browser")

@@ -156,7 +156,8 @@ def test_a_baseline_left_running_without_a_heartbeat_does_not_block_the_study(
     done = subprocess.run(
         [sys.executable, "-m", "tuner.driver.cli", "search", "--space",
          str(SPACES / "quick_train.yaml"), "--set", "budget.trials=2", "--set",
-         "trial.heartbeat_s=1", "--workdir", str(where.workdir)],
+         "trial.heartbeat_s=1", "--set", "measure.max_timed_s=0.5", "--workdir",
+         str(where.workdir)],
         capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "trials 0 were interrupted (their search stopped): re-queued" in done.stdout

@@ -109,6 +109,9 @@ class Schedule:
             return
         best = _with(rk.unconfirmed(rk.rows(self.study), self.space.objective), count,
                      must, self.space.searched)
+        if not best or (self.trials_budget is None and len(best) < count):
+            return  # a time budget waits until it has the configs to pair
+        rounds = budget.confirmation_rounds(self.trials_budget, len(best))
         for round_ in range(rounds):  # who goes first alternates: no order effect
             for row in best if round_ % 2 == 0 else best[::-1]:
                 self.study.enqueue_trial(self.space.searched(row.knobs), user_attrs={
