@@ -93,11 +93,11 @@ def chaos(**options: Any) -> TinyCNN:
 
 
 class _Slow(TinyCNN):
-    """A healthy workload whose every step takes at least half a second: trials last long
-    enough for a test to kill their search while they run."""
+    """A healthy workload whose every step takes at least 0.3 s: trials last long enough for
+    a test to kill their search while they run."""
 
     def loss(self, output: Any, target: Any) -> Any:
-        time.sleep(0.5)
+        time.sleep(0.3)
         return super().loss(output, target)
 
 

@@ -60,7 +60,8 @@ def search_inline(workdir: str) -> dict[str, object]:
     """A 3-trial search of quick_train through InlineExecutor; what a test checks of it."""
     import sys
 
-    space = load_space(SPACES / "quick_train.yaml", ["budget.trials=3"])
+    space = load_space(SPACES / "quick_train.yaml", ["budget.trials=3",
+                                                     "measure.max_timed_s=0.5"])
     executor = InlineExecutor()
     lines: list[str] = []
     outcome = Search(space, locations(space, Path(workdir)), executor, out=lines.append).run()

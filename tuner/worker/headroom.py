@@ -15,7 +15,7 @@ from typing import Any
 
 ROOF_DTYPES = {"cpu": ("float32", "bfloat16"), "cuda": ("float32", "bfloat16", "float16")}
 ROOF_SIZE = {"cpu": 1024, "cuda": 8192}  # the matmul's side: large enough to be compute-bound
-ROOF_SECONDS = 0.5  # per dtype, after one warm-up multiply
+ROOF_SECONDS = 0.25  # per dtype, after one warm-up multiply: a dozen or more multiplies
 FLOP_SAMPLES = 2  # a batch this small keeps the count cheap; FLOPs scale with samples
 TRAIN_OVER_FORWARD = 3.0  # a training step: forward + backward (about 2x the forward)
 
