@@ -102,7 +102,8 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys,
     assert parent.data.params["best.batch_size"] == str(best_knobs["batch_size"])
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
     history = client.get_metric_history(parent.info.run_id, "best_so_far_samples_per_sec")
-    assert [m.step for m in history] == [0, 1, 2, 3]
+    steady = [t.number for t in trials if not t.user_attrs[st.METRICS].get("noisy")]
+    assert [m.step for m in history] == steady  # a noisy trial never moves the best
     load = client.get_metric_history(parent.info.run_id, "system/cpu_utilization_percentage")
     assert len(load) >= 2 and all(0 <= m.value <= 100 for m in load), load  # the machine's load
     assert "system/system_memory_usage_megabytes" in parent.data.metrics
