@@ -242,8 +242,12 @@ def remember_drift(study: optuna.Study, ratios: dict[int, float]) -> None:
 def headroom_missing(study: optuna.Study, knobs: dict[str, Any]) -> bool:
     """No matmul roof for this config's device yet (or no FLOP count): its trial measures."""
     figures = study.user_attrs.get(HEADROOM, {})
-    device = "cuda" if str(knobs.get("device", "cpu")).startswith("cuda") else "cpu"
-    return "flops_per_sample" not in figures or device not in figures.get("roofs", {})
+    return "flops_per_sample" not in figures or device_kind(knobs) not in figures.get("roofs", {})
+
+
+def device_kind(knobs: dict[str, Any]) -> str:
+    """"cuda" or "cpu": the kind of device a config runs on (a roof is measured per kind)."""
+    return "cuda" if str(knobs.get("device", "cpu")).startswith("cuda") else "cpu"
 
 
 def remember_headroom(study: optuna.Study, measured: dict[str, Any]) -> None:

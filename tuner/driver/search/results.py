@@ -211,9 +211,8 @@ def headroom_figures(figures: dict[str, Any], knobs: dict[str, Any],
         return {}
     achieved = flops * samples_per_sec
     out = {mx.ACHIEVED_TFLOPS: achieved / 1e12}
-    device = "cuda" if str(knobs.get("device", "cpu")).startswith("cuda") else "cpu"
-    roof = figures.get("roofs", {}).get(device, {}).get(DTYPES.get(str(knobs.get("dtype",
-                                                                                 "fp32")), ""))
+    dtype = DTYPES.get(str(knobs.get("dtype", "fp32")), "")
+    roof = figures.get("roofs", {}).get(st.device_kind(knobs), {}).get(dtype)
     if roof and knobs.get("quantize", "none") == "none":
         out[mx.ROOF_SHARE] = achieved / roof
     return out
