@@ -227,8 +227,9 @@ def _noisy_text(row: Row) -> str:
     note = str(row.info.get("note", ""))
     if "fewer than measure.min_timed_steps" in note:
         return f"too few timed steps: {note.split(' (fewer than')[0]}"
+    rounds = int(row.metrics.get("measure_rounds", 1))
     return (f"noisy: step-time cv {row.metrics.get('step_time_cv', 0.0):.0%} after "
-            f"{row.metrics.get('measure_rounds', 1):.0f} rounds")
+            f"{rounds} round{'s' if rounds != 1 else ''}")
 
 
 def failure_lines(all_rows: list[Row]) -> list[str]:
