@@ -221,3 +221,36 @@ def environment_probe(expect: tuple[str, ...] = (), **options: Any) -> TinyCNN:
     if leaked or missing:
         raise RuntimeError(f"leaked: {leaked}; missing: {missing}")
     return TinyCNN(**options)
+
+
+_PROCESS_INDEX: list[int] = []  # this trial process's place among the study's processes
+
+
+@dataclass
+class _Drifting(TinyCNN):
+    """A machine whose speed drifts: steps of `step_s`, `slow_factor` times longer in the
+    trial processes numbered in `slow` (counted in order of start through the file `marks`:
+    trials run one at a time), as a shared VM slows for a few minutes and comes back."""
+
+    marks: str = ""
+    slow: tuple[int, ...] = ()
+    step_s: float = 0.05
+    slow_factor: float = 2.0
+
+    def build_model(self) -> Any:
+        if not _PROCESS_INDEX:
+            with open(self.marks, "a+", encoding="utf-8") as file:
+                file.seek(0)
+                _PROCESS_INDEX.append(len(file.readlines()))
+                file.write(f"{os.getpid()}\n")
+        return super().build_model()
+
+    def loss(self, output: Any, target: Any) -> Any:
+        slow = _PROCESS_INDEX and _PROCESS_INDEX[0] in self.slow
+        time.sleep(self.step_s * (self.slow_factor if slow else 1.0))
+        return super().loss(output, target)
+
+
+def drifting(**options: Any) -> TinyCNN:
+    options["slow"] = tuple(options.get("slow", ()))
+    return _Drifting(**options)

@@ -46,7 +46,8 @@ def test_an_example_job_is_tuned_then_launched_with_its_best(
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2, out
     for trial in trials:  # measured at the job's marked steps, guarded by its reported loss
         assert trial.user_attrs[st.STATUS] == "ok", trial.user_attrs.get(st.REASON)
-        assert len(trial.user_attrs["step_times_s"]) == 4
+        # 4 timed steps, or 3 where 3 s ran out first (min_timed_steps: a busy machine)
+        assert 3 <= len(trial.user_attrs["step_times_s"]) <= 4
         reports_per_step = 2 if job == "text_classifier.py" else 1  # its accumulation
         assert len(trial.user_attrs["guard_losses"]) == 3 * reports_per_step
     best = workdir / "best" / f"{raw['study']}.yaml"

@@ -1,17 +1,23 @@
 """The drift sentinel (issue 23) on real Optuna storage (in memory): the baseline config
 measured again every few trials; a sentinel off by more than the tolerance flags its window,
-queues the window's configs again, and the ranking prefers their steady measurements."""
+queues the window's configs again, and the ranking prefers their steady measurements; and a
+whole search on a machine that slows for a while."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
+import pytest
 from conftest import SPACES
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from tuner import metrics as mx
 from tuner.driver import ranking as rk
 from tuner.driver import report as rp
 from tuner.driver import study as st
+from tuner.driver.cli import main
 from tuner.driver.search.console import Console
 from tuner.driver.search.sentinel import Sentinel
 from tuner.driver.space import load_space
@@ -83,3 +89,44 @@ def test_a_sentinel_within_the_tolerance_flags_nothing() -> None:
     assert study.user_attrs[st.DRIFT] == {"2": 1.09}
     assert not study.get_trials(states=(TrialState.WAITING,))
     assert "within 15%: no drift" in lines[-1]
+
+
+@pytest.mark.slow
+def test_a_search_on_a_machine_that_slows_for_a_while(ray_local, workdir: Path, capsys) -> None:
+    """A whole search whose machine runs at half speed for two trial processes (the second
+    candidate and the sentinel after it): the sentinel sees it, the window is measured again
+    once the machine is back, and the ranking, the table and MLflow say so."""
+    marks = workdir.parent / "processes.txt"
+    space = workdir.parent / "drifting.yaml"
+    space.write_text(f"""
+study: drifting
+workload: {{name: "faulty_workloads:drifting",
+           options: {{image_size: 8, marks: "{marks}", slow: [2, 3], step_s: 0.05}}}}
+knobs: {{batch_size: {{low: 8, high: 64}}}}  # wide: no config is drawn twice
+baseline: {{batch_size: 8}}
+budget: {{trials: 4, sentinel_every: 2}}
+measure: {{warmup_steps: 1, timed_steps: 4, min_timed_steps: 4, max_cv: 1.0}}
+guard: {{steps: 1, batch_size: 8}}
+sampler: {{name: random, seed: 0, start: sampler, priors: false}}
+""", encoding="utf-8")
+    assert main(["search", "--space", str(space)]) == 0
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="drifting", storage=f"sqlite:///{workdir / 'optuna.db'}")
+    roles = [t.user_attrs[st.ROLE] for t in study.get_trials()]
+    # baseline, 2 candidates (the second slowed), the sentinel (slowed): drift; the two again,
+    # the sentinel again (steady), the budget's third candidate
+    assert roles[:7] == [st.BASELINE, roles[1], roles[2], st.SENTINEL, st.REMEASURE,
+                         st.REMEASURE, st.SENTINEL], roles
+    assert len(roles) == 8, roles
+    assert "the machine drifted; trial(s) 1, 2 were measured in that window" in out, out
+    drift = study.user_attrs[st.DRIFT]
+    assert 0.35 < drift["3"] < 0.65 and 0.85 < drift["6"] < 1.15, drift
+    ranked = rk.ranked(rk.rows(study), "samples_per_sec")
+    assert {row.number for row in ranked} == {0, 4, 5, 7}  # not the drifted 1, 2
+    assert "machine drift: the baseline config re-measured 2 time(s)" in out
+    assert "measured again after drift: trial(s) 4, 5" in out
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    [parent] = [run for run in client.search_runs(
+        [client.get_experiment_by_name("drifting").experiment_id])
+        if run.data.tags.get("tuner.kind") == "search"]
+    assert parent.data.metrics["drift_min"] == pytest.approx(drift["3"])

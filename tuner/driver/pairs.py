@@ -10,8 +10,9 @@ Fresh processes, not one long-lived process per config: half the knobs are proce
 live processes on a 2-core machine would time each other.
 
 Each round gives a ratio A/B; their geometric mean and a 95% interval (Student's t over the
-log ratios) decide: the interval above 1 makes A the best; otherwise the two are tied and the
-simpler config (fewest changes from the baseline, then more samples per dollar) is named.
+log ratios) decide: the interval above 1 makes A the best; otherwise the two are tied: when
+the interval shows them equal within 3% the simpler config (fewest changes from the baseline,
+then more samples per dollar) is named, else (not settled) the one the pairs put ahead.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
 # Student's t, two-sided 95% (0.975 quantile), by degrees of freedom (2.0 from 60 on)
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
          9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000}
+
+
+# a tie whose interval lies within 1 +- 3% is "equivalent": the simpler config is named; a
+# wider one is not settled, and the config the pairs put ahead is named (naming the simpler of
+# two configs 10% apart on a wide interval reported the slower one most of the time in
+# benchmarks/search_efficiency.py's replays)
+EQUIVALENT = 0.03
 
 
 def t_975(df: int) -> float:
@@ -105,7 +113,8 @@ def paired(rows: list[Row], objective: str, baseline_knobs: dict[str, Any] | Non
     a, b = _median_row(first, objective), _median_row(second, objective)
     if decided:
         return Paired(a, b, math.exp(mean), low, high, len(logs), True)
-    named, why = _tie_break(a, b, baseline_knobs, _incumbents(rows))
+    equivalent = len(logs) > 1 and low >= 1 / (1 + EQUIVALENT) and high <= 1 + EQUIVALENT
+    named, why = _tie_break(a, b, baseline_knobs, _incumbents(rows), equivalent, mean >= 0)
     ratio = math.exp(mean) if named is a else math.exp(-mean)
     low, high = (low, high) if named is a else (1 / high, 1 / low)
     return Paired(named, b if named is a else a, ratio, low, high, len(logs), False, why)
@@ -131,13 +140,19 @@ def _incumbents(rows: list[Row]) -> set[str]:
     return {config_key(row.knobs) for row in rows if row.role == st.CHAMPION}
 
 
-def _tie_break(a: Row, b: Row, baseline_knobs: dict[str, Any] | None,
-               incumbents: set[str]) -> tuple[Row, str]:
-    """Of two tied configs: the incumbent (last night's champion), else the one with fewer
-    changes from the baseline, then the one with more samples per dollar."""
+def _tie_break(a: Row, b: Row, baseline_knobs: dict[str, Any] | None, incumbents: set[str],
+               equivalent: bool, a_ahead: bool) -> tuple[Row, str]:
+    """Of two tied configs: the incumbent (last night's champion); else, when the interval
+    shows them equal within EQUIVALENT, the one with fewer changes from the baseline, then
+    the one with more samples per dollar; else (not settled) the one the pairs put ahead."""
     held = [row for row in (a, b) if config_key(row.knobs) in incumbents]
     if len(held) == 1:
         return held[0], "incumbent (last night's champion: a tie is not a change)"
+    if not equivalent:
+        ahead = a if a_ahead else b
+        return ahead, (f"one ahead by the pairs' ratio: not settled (the interval is wider "
+                       f"than equal within {EQUIVALENT:.0%}; more rounds, "
+                       "budget.confirm_rounds, would settle it)")
 
     def changes(row: Row) -> int:
         base = baseline_knobs or {}
