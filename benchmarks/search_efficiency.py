@@ -17,12 +17,14 @@ how much wall time; how sure can it be; and where a trial's wall time goes.
    --drift F: the machine also runs F x as fast for a few trials at a time. Plot with --plot.
 4. Time per trial: timed steps vs process start, imports, model build, warm-up, guard.
 5. --larger WORKDIR: instead, one real `tuner search` of a larger workload (ResNet-18, 64x64
-   images, 64 configs) with the default search, and where its wall time went.
+   images, 64 configs) with the default search, and where its wall time went; --search
+   WORKDIR: the same for --workload's space, with a budget of 20% of its grid.
 
     python benchmarks/search_efficiency.py [--workload tiny_cnn|text_classifier|
         sequence_regressor] [--grid-cache FILE] [--top 10 --repeats 2] [--seeds 20]
         [--budget N (default: 20% of the grid)] [--drift 0.5] [--plot FILE]
     python benchmarks/search_efficiency.py --larger tuner-runs/efficiency-larger
+    python benchmarks/search_efficiency.py --workload text_classifier --search WORKDIR
 """
 
 from __future__ import annotations
@@ -115,22 +117,26 @@ guard: {steps: 3, batch_size: 8, tolerance: 0.05}
 """
 
 
-def larger_single_pass(workdir: Path) -> None:
-    """The second, larger workload (ResNet-18 on 64x64 images, 64 configs): one real
-    `tuner search` with the default search, and where its wall time went."""
+def single_pass(space_text: str, workdir: Path, trials: int | None = None) -> None:
+    """One real `tuner search` of a space with the default search (the larger workload, or
+    --search: a grid's workload with a budget of 20% of its grid), and where its wall time
+    went; its output shows the paired confirmation and the sentinel as a user sees them."""
     from optuna import load_study
 
     from tuner.driver import ranking as rk
     from tuner.driver import report as rp
     from tuner.driver.cli import main as tuner_main
+    from tuner.driver.space import parse_space
 
     workdir.mkdir(parents=True, exist_ok=True)
-    space_file = workdir / "efficiency_larger.yaml"
-    space_file.write_text(LARGER, encoding="utf-8")
+    study_name = parse_space(space_text, source="search_efficiency.py").study
+    space_file = workdir / f"{study_name}.yaml"
+    space_file.write_text(space_text, encoding="utf-8")
+    extra = ["--trials", str(trials)] if trials else []
     started = time.monotonic()
-    code = tuner_main(["search", "--space", str(space_file), "--workdir", str(workdir)])
+    code = tuner_main(["search", "--space", str(space_file), "--workdir", str(workdir), *extra])
     search_s = time.monotonic() - started
-    study = load_study(study_name="efficiency_larger", storage=f"sqlite:///{workdir}/optuna.db")
+    study = load_study(study_name=study_name, storage=f"sqlite:///{workdir}/optuna.db")
     rows = rk.rows(study)
     walls = [row.info.get("ended_at", 0) - row.info.get("started_at", 0) for row in rows
              if row.info.get("started_at")]
@@ -138,7 +144,7 @@ def larger_single_pass(workdir: Path) -> None:
     kept = [sum(row.step_times_s) for row in rows if row.info.get("started_at")]
     best = rk.ranked(rows, "samples_per_sec")[0]
     first_found = min(row.number for row in rows if row.knobs == best.knobs)
-    print(f"\nlarger workload (exit {code}): {len(rows)} trials in {search_s:.0f} s of search "
+    print(f"\n{study_name} (exit {code}): {len(rows)} trials in {search_s:.0f} s of search "
           f"wall time, {sum(walls):.0f} s in trial processes (the rest: driver, Ray, MLflow, "
           f"Optuna: {(search_s - sum(walls)) / len(rows):.1f} s a trial)")
     print(f"  best: trial {best.number} ({best.role}), {best.samples_per_sec:.1f} samples/s, "
@@ -148,6 +154,9 @@ def larger_single_pass(workdir: Path) -> None:
           f"{sum(kept) / sum(walls):.1%}); roles: "
           f"{dict(Counter(row.role or 'candidate' for row in rows))}; statuses: "
           f"{dict(Counter(row.status for row in rows))}")
+    verdict = rk.paired_verdict(rows, "samples_per_sec")
+    for line in ([verdict.describe()] if verdict else []) + rp.drift_lines(rows):
+        print(f"  {line}")
 
 
 def grid_configs(space: Any) -> list[dict[str, Any]]:
@@ -308,13 +317,16 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, help="write the curves as a PNG here")
     parser.add_argument("--larger", type=Path, metavar="WORKDIR",
                         help="instead: one real search of the larger workload, stores here")
+    parser.add_argument("--search", type=Path, metavar="WORKDIR",
+                        help="instead: one real search of --workload's space with a budget of "
+                        "20%% of its grid, stores here")
     return parser.parse_args()
 
 
 def main() -> int:
     args = arguments()
     if args.larger:
-        larger_single_pass(args.larger)
+        single_pass(LARGER, args.larger)
         return 0
     from tuner.driver.space import parse_space
 
@@ -323,6 +335,10 @@ def main() -> int:
         p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
     sys.path.insert(0, str(HERE))
     space = parse_space(SPACES[args.workload], source=f"search_efficiency.py ({args.workload})")
+    if args.search:
+        single_pass(SPACES[args.workload], args.search,
+                    args.budget or round(0.2 * len(grid_configs(space))))
+        return 0
     cache = args.grid_cache or Path(f"tuner-runs/efficiency-grid-{args.workload}.json")
     cache.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
