@@ -2,8 +2,8 @@
 
 Each replayed search is asked exactly as `tuner search` asks (study.make_sampler, the
 baseline, the priors, the sweep, TPE) and each trial is told a fresh measurement: one of the
-config's real measurements where it has several, else its one measurement times a draw of the
-run-to-run noise; with `drift`, times the machine's mood as well (a shared VM's speed that
+config's reference value times a draw of its own run-to-run noise where it was measured three
+times or more, else its one measurement times a draw of the grid's mean noise; with `drift`, times the machine's mood as well (a shared VM's speed that
 drops for a few trials and comes back). So noise and drift mislead the replay as they mislead
 a real search. What the search does on top is simulated as it runs:
 
@@ -81,12 +81,16 @@ class Config:
         return statistics.fmean(self.values) if self.ok else 0.0
 
     def measure(self, rng: random.Random, run_to_run_cv: float) -> float:
-        """What measuring it again says: one of its real measurements where it has several,
-        else its one measurement scaled by a draw of the run-to-run noise."""
+        """What measuring it again says: its reference value times a draw of its own
+        run-to-run noise (the cv of its measurements, where it has three or more), else its
+        one measurement times a draw of the grid's mean run-to-run noise. A draw, not one of
+        its few real values picked again: two rounds of a pair that picked the same values
+        would agree exactly and look decided."""
         if not self.ok:
             return 0.0
-        if len(self.values) > 1:
-            return rng.choice(self.values)
+        if len(self.values) > 2:
+            cv = statistics.stdev(self.values) / statistics.fmean(self.values)
+            return self.truth * rng.lognormvariate(0.0, cv)
         return self.values[0] * rng.lognormvariate(0.0, run_to_run_cv)
 
 

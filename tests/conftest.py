@@ -56,5 +56,10 @@ def ray_local():
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The default work folder of a search run here, its MLflow database made ahead (a copy
+    of an empty one: services.empty_mlflow_db)."""
+    from services import empty_mlflow_db
+
     monkeypatch.chdir(tmp_path)
+    empty_mlflow_db(tmp_path / "tuner-runs" / "mlflow.db")
     return tmp_path / "tuner-runs"

@@ -158,7 +158,7 @@ def test_quick_search_fills_both_stores(ray_local, workdir: Path, capsys,
 
     # another study of this workload in the storage warm-starts from this one's best, named
     assert main(["search", "--space", str(SPACES / "quick_train.yaml"), "--study", "again",
-                 "--trials", "3", "--set", "sampler.priors=false",
+                 "--trials", "2", "--set", "sampler.priors=false",
                  "--set", "measure.max_timed_s=0.5"]) == 0
     out = capsys.readouterr().out
     assert "warm start from study quick_train (similarity 1.00: same device, same CPU " \
@@ -283,12 +283,13 @@ measure: {warmup_steps: 1, timed_steps: 2, min_timed_steps: 2, max_cv: 1.0}
 guard: {steps: 1, batch_size: 8}
 sampler: {name: random, seed: 0, start: sampler, priors: false}
 """, encoding="utf-8")
-    started = time.monotonic()
-    assert main(["search", "--space", str(space), "--timeout", "30"]) == 0
+    started = time.monotonic()  # one round of confirmation: two trials, not six
+    assert main(["search", "--space", str(space), "--timeout", "20",
+                 "--set", "budget.confirm_rounds=1"]) == 0
     out = capsys.readouterr().out
-    assert "trials until the time budget of 30s is used or the space is exhausted" in out
-    assert "time budget of 30s reached: no new trials" in out
-    assert time.monotonic() - started >= 30
+    assert "trials until the time budget of 20s is used or the space is exhausted" in out
+    assert "time budget of 20s reached: no new trials" in out
+    assert time.monotonic() - started >= 20
     trials = _study(workdir, "timed").get_trials()
     assert len([t for t in trials if st.DUPLICATE_OF not in t.user_attrs]) > 2, out
     assert "confirming the best 2 configs" in out, out
