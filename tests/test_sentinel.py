@@ -112,7 +112,7 @@ sampler: {{name: random, seed: 0, start: sampler, priors: false}}
     assert main(["search", "--space", str(space)]) == 0
     out = capsys.readouterr().out
     study = optuna.load_study(study_name="drifting", storage=f"sqlite:///{workdir / 'optuna.db'}")
-    roles = [t.user_attrs[st.ROLE] for t in study.get_trials()]
+    roles = [t.user_attrs.get(st.ROLE, "candidate") for t in study.get_trials()]
     # baseline, 2 candidates (the second slowed), the sentinel (slowed): drift; the two again,
     # the sentinel again (steady), the budget's third candidate
     assert roles[:7] == [st.BASELINE, roles[1], roles[2], st.SENTINEL, st.REMEASURE,
