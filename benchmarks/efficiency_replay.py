@@ -1,11 +1,12 @@
 """Searches replayed over a measured grid, for benchmarks/search_efficiency.py.
 
-Each replayed search is asked exactly as `tuner search` asks (study.make_sampler, the
-baseline, the priors, the sweep, TPE) and each trial is told a fresh measurement: one of the
-config's reference value times a draw of its own run-to-run noise where it was measured three
-times or more, else its one measurement times a draw of the grid's mean noise; with `drift`, times the machine's mood as well (a shared VM's speed that
-drops for a few trials and comes back). So noise and drift mislead the replay as they mislead
-a real search. What the search does on top is simulated as it runs:
+Each replayed search is asked exactly as `tuner search` asks (study.make_sampler, the baseline,
+the priors, the sweep, TPE) and each trial is told a fresh measurement: the config's reference
+value times a draw of its own run-to-run noise where it was measured three times or more, else
+its one measurement times a draw of the grid's mean noise; with `drift`, times the machine's
+mood as well (a shared VM's speed that drops for a few trials and comes back). So noise and
+drift mislead the replay as they mislead a real search.
+What the search does on top is simulated as it runs:
 
 - screening: a trial whose first second of timed steps runs below 0.7 x the best is pruned;
 - the drift sentinel (tuner/driver/search/sentinel.py): the baseline config measured again

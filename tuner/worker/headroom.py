@@ -1,5 +1,6 @@
 """How far a config is from the machine's limit: the workload's FLOPs per sample, counted once
-(torch.utils.flop_counter over an eager fp32 copy of the model's forward, two samples; a
+(torch.utils.flop_counter over an eager fp32 copy of the model's forward in training mode, two
+samples; a
 training step is taken as 3x the forward), and the device's
 matmul roof per dtype, measured here (a large matmul timed for a fraction of a second), not
 read from a spec sheet: a shared VM's cores, a power cap or a thread setting all show in it.
@@ -39,7 +40,10 @@ def flops_per_sample(workload: Any, scenario: str) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = workload.build_model().eval()
+    # training mode, whatever the scenario: the same arithmetic, and no fused inference fast
+    # path (nn.TransformerEncoder's in eval mode is one op the counter cannot see into: it
+    # counted a Transformer's 6.3 MFLOP a sample as 512); a copy of the model, built here
+    model = workload.build_model().train()
     inputs = _batch(workload)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:

@@ -128,5 +128,6 @@ class Console:
         again = f", retry of trial {retry}" if retry is not None else ""
         gpus = f", {item.gpus} GPU" if item.gpus else ""
         verb = f"waits for room {self.room}" if item.waiting else "started"
-        self.detail(f"{counter} trial {number} {verb} ({role}{again}, {item.cpus} "
-                    f"CPUs{gpus}, limit {duration(limit_s)}): {changes}")
+        cpus = f"{item.cpus} CPU{'s' if item.cpus != 1 else ''}"
+        self.detail(f"{counter} trial {number} {verb} ({role}{again}, {cpus}{gpus}, limit "
+                    f"{duration(limit_s)}): {changes}")
