@@ -43,6 +43,15 @@ from efficiency_replay import METHODS, Outcome, Replay, configs_of
 
 HERE = Path(__file__).resolve().parent
 
+# the new workloads' measurement (3 s of timed steps), guard and sampler
+TIMED_3S = """
+measure: {warmup_steps: 3, timed_steps: 10000, min_timed_steps: 5, max_timed_s: 3, max_cv: 0.25,
+          screen_s: 1, prune_below: 0.7}
+trial: {time_limit_s: 120}
+guard: {steps: 5, batch_size: 16, tolerance: 0.05}
+sampler: {name: tpe, seed: 0, startup_trials: 5}
+"""
+
 SPACES = {
     "tiny_cnn": """
 study: efficiency
@@ -72,12 +81,7 @@ knobs:
   threads: [1, 2]
   allocator: [default, tcmalloc]
 baseline: {batch_size: 32, num_workers: 0, dtype: fp32, threads: 2, allocator: default}
-measure: {warmup_steps: 3, timed_steps: 10000, min_timed_steps: 5, max_timed_s: 3, max_cv: 0.25,
-          screen_s: 1, prune_below: 0.7}
-trial: {time_limit_s: 120}
-guard: {steps: 5, batch_size: 16, tolerance: 0.05}
-sampler: {name: tpe, seed: 0, startup_trials: 5}
-""",
+""" + TIMED_3S,
     # not vision: a GRU over a multivariate time series, MSE loss (recurrent, small matmuls)
     "sequence_regressor": """
 study: efficiency_sequence
@@ -89,12 +93,7 @@ knobs:
   threads: [1, 2]
   allocator: [default, jemalloc]
 baseline: {batch_size: 64, num_workers: 0, dtype: fp32, threads: 2, allocator: default}
-measure: {warmup_steps: 3, timed_steps: 10000, min_timed_steps: 5, max_timed_s: 3, max_cv: 0.25,
-          screen_s: 1, prune_below: 0.7}
-trial: {time_limit_s: 120}
-guard: {steps: 5, batch_size: 16, tolerance: 0.05}
-sampler: {name: tpe, seed: 0, startup_trials: 5}
-""",
+""" + TIMED_3S,
 }
 
 
