@@ -14,6 +14,7 @@ from tuner import metrics as mx
 from tuner.driver import study as st
 from tuner.driver.payoff import payoffs
 from tuner.driver.ranking import Row, baseline_row, paired_verdict, pareto_front, ranked
+from tuner.driver.search.standing import counted
 from tuner.trial import MeasureSettings
 
 
@@ -229,7 +230,7 @@ def _noisy_text(row: Row) -> str:
         return f"too few timed steps: {note.split(' (fewer than')[0]}"
     rounds = int(row.metrics.get("measure_rounds", 1))
     return (f"noisy: step-time cv {row.metrics.get('step_time_cv', 0.0):.0%} after "
-            f"{rounds} round{'s' if rounds != 1 else ''}")
+            f"{counted(rounds, 'round')}")
 
 
 def failure_lines(all_rows: list[Row]) -> list[str]:

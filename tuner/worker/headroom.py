@@ -1,9 +1,8 @@
 """How far a config is from the machine's limit: the workload's FLOPs per sample, counted once
 (torch.utils.flop_counter over an eager fp32 copy of the model's forward in training mode, two
-samples; a
-training step is taken as 3x the forward), and the device's
-matmul roof per dtype, measured here (a large matmul timed for a fraction of a second), not
-read from a spec sheet: a shared VM's cores, a power cap or a thread setting all show in it.
+samples; a training step is taken as 3x the forward), and the device's matmul roof per dtype,
+measured here (a large matmul timed for a fraction of a second), not read from a spec sheet: a
+shared VM's cores, a power cap or a thread setting all show in it.
 
 Run in the first trial on each device of a study, before its model is timed; the driver keeps
 the figures and rates every trial against them (achieved FLOP/s, share of the roof).

@@ -18,6 +18,7 @@ from typing import Any
 from tuner import progress as pg
 from tuner.driver import cluster
 from tuner.driver.executors.base import Executor, Submitted, gpus_for
+from tuner.driver.search.standing import counted
 from tuner.knobs import REGISTRY
 from tuner.trial import CRASHED, LOST, TIMEOUT, TrialConfig, TrialResult
 
@@ -151,7 +152,7 @@ class RayExecutor(Executor):
     def describe(self) -> str:
         """The cluster in one line, for the search's opening lines."""
         gpus = f", {self.cluster_gpus} GPU(s)" if self.cluster_gpus else ""
-        nodes = f"{self.node_count} node{'s' if self.node_count != 1 else ''}"
+        nodes = counted(self.node_count, "node")
         versions = sorted({node.tuner_version for node in self.nodes})
         tuner = (f"; tuner {versions[0]} on every node" if len(versions) == 1 else
                  f"; WARNING: the nodes run different tuner versions ({', '.join(versions)}): "

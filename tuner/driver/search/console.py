@@ -12,7 +12,7 @@ from typing import Any
 from tuner import metrics as mx
 from tuner.driver import ranking as rk
 from tuner.driver.search.results import trial_log
-from tuner.driver.search.standing import UNCOUNTED, Standing, duration
+from tuner.driver.search.standing import UNCOUNTED, Standing, counted, duration
 from tuner.trial import TrialResult
 
 
@@ -78,7 +78,7 @@ class Console:
             error = (f", median ±{metrics[mx.MEDIAN_ERROR]:.0%}"
                      if metrics.get(mx.MEDIAN_ERROR) else "")
             rounds = int(metrics.get(mx.MEASURE_ROUNDS, 1))
-            verdicts.append(f"NOISY after {rounds} round{'s' if rounds != 1 else ''}{error}, "
+            verdicts.append(f"NOISY after {counted(rounds, 'round')}{error}, "
                             "never ranked")
         verdict = " and ".join(verdicts) or "ok"
         speedup = metrics.get(mx.SPEEDUP, 0.0)
@@ -128,6 +128,6 @@ class Console:
         again = f", retry of trial {retry}" if retry is not None else ""
         gpus = f", {item.gpus} GPU" if item.gpus else ""
         verb = f"waits for room {self.room}" if item.waiting else "started"
-        cpus = f"{item.cpus} CPU{'s' if item.cpus != 1 else ''}"
-        self.detail(f"{counter} trial {number} {verb} ({role}{again}, {cpus}{gpus}, limit "
+        self.detail(f"{counter} trial {number} {verb} ({role}{again}, "
+                    f"{counted(item.cpus, 'CPU')}{gpus}, limit "
                     f"{duration(limit_s)}): {changes}")

@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 UNCOUNTED = 10**6  # trials to run of a budget of time only: until the time is used
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 round`, `3 rounds`: a count with its noun, plural when it is not one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def duration(seconds: float) -> str:
     """`42s`, `4m15s`, `1h05m`: how long, at a glance."""
     seconds = round(seconds)
