@@ -79,8 +79,8 @@ def test_a_tie_within_three_percent_names_the_simpler_config() -> None:
 
 
 def test_an_unsettled_tie_names_the_one_the_pairs_put_ahead() -> None:
-    """An interval too wide to call the two equal: naming the simpler would name the slower
-    one most of the time (the replays of benchmarks/search_efficiency.py)."""
+    """An interval too wide to call the two equal: naming the simpler there named the truly
+    better of two in 29 of 60 replayed searches on a Transformer grid (docs/benchmarks.md)."""
     rows = _study_rows([12.0, 10.5, 11.4], [11.0, 11.2, 10.9])
     verdict = rk.paired_verdict(rows, "samples_per_sec")
     assert verdict is not None and not verdict.decided
